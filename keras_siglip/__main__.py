@@ -1,0 +1,5 @@
+import sys
+
+from keras_siglip.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""The transformer MLP: Dense -> tanh-approximated GELU -> Dense."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_siglip")
+class MLPBlock(keras.layers.Layer):
+    """Two dense layers with a tanh-approximated GELU between them.
+
+    SigLIP uses the tanh approximation (jax `gelu`, transformers
+    `gelu_pytorch_tanh`); the exact erf GELU gives different numbers.
+
+    Args:
+        mlp_dim: int. Width of the hidden layer.
+        output_dim: int or None. Output width; `None` keeps the input width.
+
+    Example:
+    >>> mlp = MLPBlock(mlp_dim=37)
+    >>> mlp(np.zeros((2, 5, 32))).shape
+    (2, 5, 32)
+    """
+
+    def __init__(self, mlp_dim, output_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        self.mlp_dim = int(mlp_dim)
+        self.output_dim = output_dim
+        self.fc1 = keras.layers.Dense(
+            self.mlp_dim, dtype=self.dtype_policy, name="fc1"
+        )
+        self.fc2 = None
+
+    def build(self, input_shape):
+        width = input_shape[-1] if self.output_dim is None else self.output_dim
+        self.fc2 = keras.layers.Dense(width, dtype=self.dtype_policy, name="fc2")
+        self.fc1.build(input_shape)
+        self.fc2.build((*input_shape[:-1], self.mlp_dim))
+
+    def call(self, x):
+        x = self.fc1(x)
+        x = ops.gelu(x, approximate=True)
+        return self.fc2(x)
+
+    def compute_output_shape(self, input_shape):
+        width = input_shape[-1] if self.output_dim is None else self.output_dim
+        return (*input_shape[:-1], width)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mlp_dim": self.mlp_dim, "output_dim": self.output_dim})
+        return config

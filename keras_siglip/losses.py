@@ -1,0 +1,189 @@
+"""The SigLIP sigmoid loss, dense or chunked with a closed-form backward pass.
+
+For normalised embeddings `x_i`, `y_j` and `l_ij = exp(logit_scale) <x_i, y_j> + logit_bias`:
+
+    L = -(1/B) sum_ij log sigmoid(z_ij l_ij),   z_ii = +1, z_ij = -1 otherwise.
+
+Normalised by B (not B^2). Since softplus(-l) = softplus(l) - l, the sum is
+`sum_ij softplus(l_ij) - sum_i l_ii`: no label matrix is needed.
+
+The chunked form walks over row blocks of `chunk_size` images. Its gradient
+is written in closed form: with `G = (sigmoid(l) - I) / B`,
+`dx = t G y`, `dy = t G^T x`, `db = sum G`, `d logit_scale = sum G (l - b)`.
+The backward pass recomputes each block from the inputs, so neither pass
+ever holds more than `chunk_size x B` logits (autodiff of a chunked forward
+would save every block, i.e. all B^2 logits).
+"""
+
+import keras
+from keras import ops
+
+
+def _softplus(u):
+    # max(u, 0) + log1p(exp(-|u|)): stable for large |u| on every backend.
+    return ops.maximum(u, 0.0) + ops.log1p(ops.exp(-ops.abs(u)))
+
+
+def _check_inputs(image_embeddings, text_embeddings, chunk_size):
+    img_shape = tuple(image_embeddings.shape)
+    txt_shape = tuple(text_embeddings.shape)
+    if len(img_shape) != 2 or len(txt_shape) != 2:
+        raise ValueError(
+            "sigmoid_loss expects image_embeddings and text_embeddings of shape "
+            f"(batch, dim); received {img_shape} and {txt_shape}."
+        )
+    if img_shape != txt_shape:
+        raise ValueError(
+            "sigmoid_loss needs a square batch: image i is the positive of text i, so "
+            f"image_embeddings and text_embeddings must have the same shape; received "
+            f"{img_shape} and {txt_shape}."
+        )
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer or None; received {chunk_size}.")
+
+
+def _as_float32(*values):
+    return [ops.cast(ops.convert_to_tensor(v), "float32") for v in values]
+
+
+def _dense_loss(x, y, logit_scale, logit_bias):
+    batch = ops.shape(x)[0]
+    logits = ops.exp(logit_scale) * ops.matmul(x, ops.transpose(y)) + logit_bias
+    diagonal = ops.exp(logit_scale) * ops.sum(x * y, axis=-1) + logit_bias
+    total = ops.sum(_softplus(logits)) - ops.sum(diagonal)
+    return total / ops.cast(batch, "float32")
+
+
+def _chunked_loss(x, y, logit_scale, logit_bias, chunk_size):
+    batch = x.shape[0]
+    if batch is None:
+        raise ValueError("The chunked sigmoid loss needs a static batch size.")
+    starts = list(range(0, batch, chunk_size))
+
+    @ops.custom_gradient
+    def loss_fn(x, y, logit_scale, logit_bias):
+        t = ops.exp(logit_scale)
+        total = ops.zeros((), "float32")
+        for start in starts:
+            xb = x[start : start + chunk_size]
+            logits = t * ops.matmul(xb, ops.transpose(y)) + logit_bias
+            total = total + ops.sum(_softplus(logits))
+        # The positives: sum_i l_ii over the whole batch.
+        total = total - ops.sum(t * ops.sum(x * y, axis=-1) + logit_bias)
+        loss = total / batch
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            t = ops.exp(logit_scale)
+            dx_blocks = []
+            dy = ops.zeros_like(y)
+            p_sum = ops.zeros((), "float32")
+            p_l_sum = ops.zeros((), "float32")
+            for start in starts:
+                xb = x[start : start + chunk_size]
+                scaled = ops.matmul(xb, ops.transpose(y))  # <x_i, y_j>
+                p = ops.sigmoid(t * scaled + logit_bias)
+                dx_blocks.append(ops.matmul(p, y))
+                dy = dy + ops.matmul(ops.transpose(p), xb)
+                p_sum = p_sum + ops.sum(p)
+                p_l_sum = p_l_sum + ops.sum(p * scaled)
+            # The -I part of G contributes -x_i to dy_i and -y_i to dx_i.
+            dx = ops.concatenate(dx_blocks, axis=0) - y
+            dy = dy - x
+            scale = upstream / batch
+            d_x = scale * t * dx
+            d_y = scale * t * dy
+            d_bias = scale * (p_sum - batch)
+            d_scale = scale * t * (p_l_sum - ops.sum(x * y))
+            return (
+                d_x,
+                d_y,
+                ops.reshape(d_scale, ops.shape(logit_scale)),
+                ops.reshape(d_bias, ops.shape(logit_bias)),
+            )
+
+        return loss, grad
+
+    return loss_fn(x, y, logit_scale, logit_bias)
+
+
+def sigmoid_loss(
+    image_embeddings, text_embeddings, logit_scale, logit_bias, *, chunk_size=None
+):
+    """The SigLIP sigmoid loss of a square batch of normalised embeddings.
+
+    Args:
+        image_embeddings: `(B, D)` L2-normalised image embeddings.
+        text_embeddings: `(B, D)` L2-normalised text embeddings; text i is
+            the positive of image i, every other pair a negative.
+        logit_scale: scalar or `(1,)`: the **log**-temperature
+            (`t = exp(logit_scale)`, initialised to `log 10`).
+        logit_bias: scalar or `(1,)`: the bias `b` (initialised to -10).
+        chunk_size: int or None. With an int, logits are formed `chunk_size`
+            rows at a time and the backward pass is computed in closed form,
+            so forward and backward memory is O(chunk_size x B) instead of
+            O(B^2). The result and gradients are those of the dense loss.
+
+    Returns:
+        Scalar float32 loss, `-(1/B) sum_ij log sigmoid(z_ij l_ij)`.
+
+    Example:
+    >>> x = np.array([[1.0, 0.0], [0.6, 0.8]]); y = np.array([[0.8, 0.6], [0.0, 1.0]])
+    >>> float(sigmoid_loss(x, y, np.log(10.0), -10.0))  # doctest: +ELLIPSIS
+    2.38345...
+    """
+    _check_inputs(image_embeddings, text_embeddings, chunk_size)
+    x, y, scale, bias = _as_float32(
+        image_embeddings, text_embeddings, logit_scale, logit_bias
+    )
+    if chunk_size is None or chunk_size >= x.shape[0]:
+        return _dense_loss(x, y, scale, bias)
+    return _chunked_loss(x, y, scale, bias, int(chunk_size))
+
+
+@keras.saving.register_keras_serializable(package="keras_siglip")
+class SigmoidLoss(keras.losses.Loss):
+    """`sigmoid_loss` as a `keras.losses.Loss`.
+
+    `y_true` is ignored (the positives are the diagonal of the batch);
+    `y_pred` is a dict with `image_embeddings`, `text_embeddings` (both
+    normalised), `logit_scale` (log-temperature) and `logit_bias`, as
+    returned by `SigLIP` when called with `training=True`.
+
+    Args:
+        chunk_size: int or None. See `sigmoid_loss`.
+
+    Example:
+    >>> loss = SigmoidLoss(chunk_size=256)
+    """
+
+    def __init__(self, chunk_size=None, name="sigmoid_loss", **kwargs):
+        kwargs.setdefault("reduction", "sum")
+        super().__init__(name=name, **kwargs)
+        self.chunk_size = chunk_size
+
+    def call(self, y_true, y_pred):
+        missing = {
+            "image_embeddings",
+            "text_embeddings",
+            "logit_scale",
+            "logit_bias",
+        } - set(y_pred)
+        if missing:
+            raise ValueError(
+                f"SigmoidLoss needs y_pred entries {sorted(missing)}; received keys "
+                f"{sorted(y_pred)}. Call the SigLIP model with training=True or pass them."
+            )
+        return sigmoid_loss(
+            y_pred["image_embeddings"],
+            y_pred["text_embeddings"],
+            y_pred["logit_scale"],
+            y_pred["logit_bias"],
+            chunk_size=self.chunk_size,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"chunk_size": self.chunk_size})
+        return config

@@ -1,0 +1,7 @@
+"""SigLIP towers and the two-tower model."""
+
+from keras_siglip.models.siglip import SigLIP, l2_normalize
+from keras_siglip.models.text_encoder import SigLIPTextEncoder
+from keras_siglip.models.vision_encoder import SigLIPVisionEncoder
+
+__all__ = ["SigLIP", "SigLIPTextEncoder", "SigLIPVisionEncoder", "l2_normalize"]

@@ -1,0 +1,164 @@
+"""The two-tower SigLIP model: L2-normalised embeddings and sigmoid logits."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_siglip.models.text_encoder import SigLIPTextEncoder
+from keras_siglip.models.vision_encoder import SigLIPVisionEncoder
+
+
+def l2_normalize(x, epsilon=1e-8):
+    """`x / (||x|| + epsilon)` over the last axis (big_vision's form, safe at 0).
+
+    `epsilon=0` gives transformers' `x / ||x||`.
+    """
+    x = ops.cast(x, "float32")
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+    return x / (norm + epsilon)
+
+
+@keras.saving.register_keras_serializable(package="keras_siglip")
+class SigLIP(keras.Model):
+    """SigLIP / SigLIP 2: an image tower and a text tower trained with the sigmoid loss.
+
+    `logits[i, j] = exp(logit_scale) * <img_i, txt_j> + logit_bias` on
+    L2-normalised embeddings; probabilities are `sigmoid(logits)` per pair
+    (not a softmax over a row).
+
+    Args:
+        vision_encoder: a `SigLIPVisionEncoder` or `SigLIPNaFlexVisionEncoder`.
+        text_encoder: a `SigLIPTextEncoder`. Its embedding width must equal
+            the vision width.
+        logit_scale_init: float. Initial log-temperature; `log(10)` as in
+            the paper.
+        logit_bias_init: float. Initial bias; -10 as in the paper.
+        l2_epsilon: float. Added to the norm before dividing (big_vision's
+            1e-8); 0 gives transformers' form.
+
+    Call arguments:
+        inputs: dict with `"images"` (fixed resolution: `(B, H, W, 3)` in
+            `[-1, 1]`; NaFlex: the patch dict) and/or `"token_ids"` `(B, L)`.
+        training: with `training=True` the output also holds `logit_scale`
+            and `logit_bias` (what `SigmoidLoss` needs).
+
+    Returns a dict with `image_embeddings` and `text_embeddings` (normalised)
+    and, when both inputs are given, `logits (B_images, B_texts)`.
+
+    Example:
+    >>> model = SigLIP.from_preset("siglip_base_patch16_224", load_weights=False)
+    """
+
+    def __init__(
+        self,
+        vision_encoder,
+        text_encoder,
+        logit_scale_init=math.log(10.0),
+        logit_bias_init=-10.0,
+        l2_epsilon=1e-8,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if vision_encoder.width != text_encoder.embed_dim:
+            raise ValueError(
+                f"The image embedding width ({vision_encoder.width}) differs from the text "
+                f"embedding width ({text_encoder.embed_dim}); set the text tower's "
+                "embed_dim to the vision width."
+            )
+        self.vision_encoder = vision_encoder
+        self.text_encoder = text_encoder
+        self.logit_scale_init = float(logit_scale_init)
+        self.logit_bias_init = float(logit_bias_init)
+        self.l2_epsilon = float(l2_epsilon)
+        self.logit_scale = self.add_weight(
+            name="logit_scale",
+            shape=(1,),
+            initializer=keras.initializers.Constant(self.logit_scale_init),
+        )
+        self.logit_bias = self.add_weight(
+            name="logit_bias",
+            shape=(1,),
+            initializer=keras.initializers.Constant(self.logit_bias_init),
+        )
+        self.built = True
+
+    @property
+    def embed_dim(self):
+        return self.vision_encoder.width
+
+    def encode_images(self, images):
+        """Pooled image embeddings `(B, D)`, **not** normalised (the MAP head output)."""
+        return self.vision_encoder(images)
+
+    def encode_texts(self, token_ids):
+        """Pooled text embeddings `(B, D)`, **not** normalised (the text head output)."""
+        return self.text_encoder(token_ids)
+
+    def logits(self, image_embeddings, text_embeddings):
+        """`exp(logit_scale) * img @ txt.T + logit_bias` on normalised embeddings."""
+        scale = ops.exp(ops.cast(self.logit_scale, "float32"))
+        bias = ops.cast(self.logit_bias, "float32")
+        return scale * ops.matmul(image_embeddings, ops.transpose(text_embeddings)) + bias
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, dict) or not ({"images", "token_ids"} & set(inputs)):
+            raise ValueError(
+                "SigLIP expects a dict with 'images' and/or 'token_ids'; received "
+                f"{type(inputs).__name__}"
+                + (f" with keys {sorted(inputs)}" if isinstance(inputs, dict) else "")
+                + "."
+            )
+        outputs = {}
+        if "images" in inputs:
+            outputs["image_embeddings"] = l2_normalize(
+                self.vision_encoder(inputs["images"]), self.l2_epsilon
+            )
+        if "token_ids" in inputs:
+            outputs["text_embeddings"] = l2_normalize(
+                self.text_encoder(inputs["token_ids"]), self.l2_epsilon
+            )
+        if training:
+            outputs["logit_scale"] = ops.cast(self.logit_scale, "float32")
+            outputs["logit_bias"] = ops.cast(self.logit_bias, "float32")
+        elif len(outputs) == 2:
+            outputs["logits"] = self.logits(
+                outputs["image_embeddings"], outputs["text_embeddings"]
+            )
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vision_encoder": keras.saving.serialize_keras_object(self.vision_encoder),
+                "text_encoder": keras.saving.serialize_keras_object(self.text_encoder),
+                "logit_scale_init": self.logit_scale_init,
+                "logit_bias_init": self.logit_bias_init,
+                "l2_epsilon": self.l2_epsilon,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("vision_encoder", "text_encoder"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **overrides):
+        """Build a model from a preset name or a checkpoint path.
+
+        Args:
+            preset: a name from `keras_siglip.list_presets()`, or a path to a
+                `.keras` file, a transformers folder or a big_vision `.npz`.
+            load_weights: bool. False builds the architecture with random
+                weights (names only).
+            **overrides: architecture arguments that replace the preset's
+                (e.g. `image_size=(256, 320)`).
+        """
+        from keras_siglip.presets import build_from_preset
+
+        return build_from_preset(cls, preset, load_weights=load_weights, **overrides)

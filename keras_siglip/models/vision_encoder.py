@@ -1,0 +1,181 @@
+"""The fixed-resolution SigLIP image tower: a ViT with a MAP head and no CLS token."""
+
+import keras
+
+from keras_siglip.layers import EncoderBlock, MAPHead, PatchEmbedding, PositionEmbedding
+from keras_siglip.utils import check_rank_and_last_dim
+
+
+def _pair(size):
+    if isinstance(size, int):
+        return (size, size)
+    h, w = size
+    return (int(h), int(w))
+
+
+@keras.saving.register_keras_serializable(package="keras_siglip")
+class SigLIPVisionEncoder(keras.Model):
+    """SigLIP image tower for `(B, H, W, 3)` images in `[-1, 1]`.
+
+    Patch embedding (VALID conv) + learned position embedding, `depth`
+    pre-LN blocks, a final LayerNorm and the MAP head, whose output is the
+    image embedding (there is no image projection). `H` and `W` need not be
+    equal; pixels beyond the last whole patch are dropped.
+
+    Args:
+        image_size: int or `(H, W)`. The trained input size.
+        patch_size: int. Patch side `p`.
+        width: int. Token width `W`.
+        depth: int. Number of encoder blocks.
+        mlp_dim: int. MLP hidden width.
+        num_heads: int. Attention heads.
+        layer_norm_epsilon: float. Defaults to 1e-6.
+
+    Call arguments:
+        images: float `(B, H, W, 3)`.
+        return_tokens: bool. Also return the un-pooled tokens: the result is
+            then a dict `{"tokens": (B, N, W), "pooled": (B, W)}`.
+        return_intermediates: bool. Return a dict of every stage (patch
+            grid, tokens with position embedding, each block's attention and
+            MLP outputs, final-LN tokens, pooled), named like big_vision's
+            intermediates.
+
+    Example:
+    >>> tower = SigLIPVisionEncoder((32, 24), 4, width=48, depth=2,
+    ...                             mlp_dim=96, num_heads=3)
+    >>> tower(np.zeros((2, 32, 24, 3))).shape
+    (2, 48)
+    """
+
+    def __init__(
+        self,
+        image_size,
+        patch_size,
+        width,
+        depth,
+        mlp_dim,
+        num_heads,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.image_size = _pair(image_size)
+        self.patch_size = int(patch_size)
+        self.width = int(width)
+        self.depth = int(depth)
+        self.mlp_dim = int(mlp_dim)
+        self.num_heads = int(num_heads)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        h, w = self.image_size
+        self.grid_size = (h // self.patch_size, w // self.patch_size)
+        if min(self.grid_size) < 1:
+            raise ValueError(
+                f"image_size {self.image_size} is smaller than one {self.patch_size}x"
+                f"{self.patch_size} patch."
+            )
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+
+        self.patch_embedding = PatchEmbedding(
+            self.patch_size, self.width, dtype=self.dtype_policy, name="patch_embedding"
+        )
+        self.position_embedding = PositionEmbedding(
+            self.num_patches, dtype=self.dtype_policy, name="position_embedding"
+        )
+        self.blocks = [
+            EncoderBlock(
+                self.num_heads,
+                self.mlp_dim,
+                self.layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name=f"block_{i}",
+            )
+            for i in range(self.depth)
+        ]
+        self.encoder_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="encoder_norm"
+        )
+        self.head = MAPHead(
+            self.num_heads,
+            self.mlp_dim,
+            self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name="head",
+        )
+        self.build((None, *self.image_size, 3))
+
+    def build(self, input_shape):
+        if self.built:
+            return
+        self.patch_embedding.build(input_shape)
+        token_shape = (input_shape[0], self.num_patches, self.width)
+        self.position_embedding.build(token_shape)
+        for block in self.blocks:
+            block.build(token_shape)
+        self.encoder_norm.build(token_shape)
+        self.head.build(token_shape)
+        self.built = True
+
+    def _check_images(self, images):
+        shape = check_rank_and_last_dim(
+            "images", images, 4, 3, "(batch, height, width, 3), channels last"
+        )
+        h, w = shape[1], shape[2]
+        if h is not None and w is not None:
+            grid = (h // self.patch_size, w // self.patch_size)
+            if grid != self.grid_size:
+                raise ValueError(
+                    f"`images` of size {h}x{w} give a {grid[0]}x{grid[1]} patch grid, but "
+                    f"'{self.name}' was built for {self.image_size[0]}x{self.image_size[1]} "
+                    f"images ({self.grid_size[0]}x{self.grid_size[1]} patches of "
+                    f"{self.patch_size}); expected shape (batch, {self.image_size[0]}, "
+                    f"{self.image_size[1]}, 3). Resize the images or the position "
+                    "embedding."
+                )
+
+    def call(self, images, return_tokens=False, return_intermediates=False):
+        self._check_images(images)
+        stages = {}
+        x, grid = self.patch_embedding(images, return_grid=True)
+        stages["stem"] = grid
+        x = self.position_embedding(x)
+        stages["with_posemb"] = x
+        x = _run_blocks(self.blocks, x, None, stages, return_intermediates)
+        x = self.encoder_norm(x)
+        stages["encoded"] = x
+        pooled = self.head(x)
+        stages["pooled"] = pooled
+        if return_intermediates:
+            return stages
+        if return_tokens:
+            return {"tokens": x, "pooled": pooled}
+        return pooled
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.width)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "width": self.width,
+                "depth": self.depth,
+                "mlp_dim": self.mlp_dim,
+                "num_heads": self.num_heads,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
+
+
+def _run_blocks(blocks, x, key_mask, stages, return_intermediates):
+    """Run encoder blocks, recording `blockNN/{sa,+sa,mlp,+mlp}` if asked."""
+    for i, block in enumerate(blocks):
+        if return_intermediates:
+            x, inner = block(x, key_mask=key_mask, return_intermediates=True)
+            for key, value in inner.items():
+                stages[f"block{i:02d}/{key}"] = value
+        else:
+            x = block(x, key_mask=key_mask)
+    return x

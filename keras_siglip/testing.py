@@ -1,0 +1,83 @@
+"""Helpers to build tiny models with non-trivial random weights for conformance checks."""
+
+import math
+
+import numpy as np
+
+from keras_siglip.convert.big_vision import tree_entries
+
+# Small configurations that exercise the awkward cases: non-square images,
+# leftover pixels dropped by VALID patching, head widths that are not powers
+# of two, odd widths, a text head wider than the text tower (g-opt style).
+TINY_CONFIGS = {
+    "fixture_like": dict(
+        vision=dict(image_size=(32, 24), patch_size=4, width=48, depth=2, mlp_dim=96, num_heads=3),
+        text=dict(vocabulary_size=101, sequence_length=16, width=48, depth=2, mlp_dim=96, num_heads=3),
+    ),
+    "odd_nonsquare": dict(
+        vision=dict(image_size=(30, 17), patch_size=4, width=30, depth=2, mlp_dim=37, num_heads=5),
+        text=dict(vocabulary_size=99, sequence_length=9, width=30, depth=1, mlp_dim=41, num_heads=6),
+    ),
+    "asymmetric_text": dict(
+        vision=dict(image_size=(18, 30), patch_size=6, width=42, depth=1, mlp_dim=50, num_heads=7),
+        text=dict(vocabulary_size=64, sequence_length=7, width=28, depth=2, mlp_dim=33, num_heads=4,
+                  embed_dim=42),
+    ),
+    "no_text_head": dict(
+        vision=dict(image_size=(20, 20), patch_size=5, width=24, depth=1, mlp_dim=36, num_heads=2),
+        text=dict(vocabulary_size=50, sequence_length=5, width=24, depth=1, mlp_dim=20, num_heads=3,
+                  use_head=False),
+    ),
+}
+
+
+def build_tiny(name, seed=0, **model_kwargs):
+    """A `SigLIP` of the named tiny config with weights from `randomize_weights`."""
+    from keras_siglip.models import SigLIP, SigLIPTextEncoder, SigLIPVisionEncoder
+
+    config = TINY_CONFIGS[name]
+    vision = SigLIPVisionEncoder(**config["vision"], name="vision_encoder")
+    text = SigLIPTextEncoder(**config["text"], name="text_encoder")
+    model = SigLIP(vision, text, name=f"tiny_{name}", **model_kwargs)
+    randomize_weights(model, seed)
+    return model
+
+
+def random_tree(model, seed=0, std=0.2):
+    """Non-trivial random values for every parameter, keyed by big_vision name.
+
+    LayerNorm scales are `1 + N(0, 0.1)`, biases `N(0, 0.1)`, kernels
+    `N(0, std)` scaled by fan-in so activations stay O(1); `t = log 10`
+    perturbed, `b = -2` perturbed (so the loss is not saturated).
+    """
+    rng = np.random.default_rng(seed)
+    tree = {}
+    for name, var in tree_entries(model):
+        shape = tuple(var.shape)
+        leaf = name.rsplit("/", 1)[-1]
+        if leaf == "scale":
+            value = 1.0 + 0.1 * rng.standard_normal(shape)
+        elif leaf == "bias":
+            value = 0.1 * rng.standard_normal(shape)
+        elif name == "t":
+            value = math.log(10.0) + 0.1 * rng.standard_normal(shape)
+        elif name == "b":
+            value = -2.0 + 0.1 * rng.standard_normal(shape)
+        elif leaf in ("embedding", "pos_embedding", "probe"):
+            value = rng.standard_normal(shape)
+        else:
+            fan_in = int(np.prod(shape[:-1])) if leaf == "kernel" and len(shape) > 1 else shape[0]
+            if "/out/kernel" in name:
+                fan_in = shape[0] * shape[1]
+            value = std * 5.0 * rng.standard_normal(shape) / math.sqrt(max(fan_in, 1))
+        tree[name] = value.astype(np.float32)
+    return tree
+
+
+def randomize_weights(model, seed=0):
+    """Assign `random_tree(model, seed)` to `model` and return the tree."""
+    from keras_siglip.convert.big_vision import assign_tree
+
+    tree = random_tree(model, seed)
+    assign_tree(model, tree)
+    return tree
