@@ -159,9 +159,16 @@ class SigmoidLoss(keras.losses.Loss):
     """
 
     def __init__(self, chunk_size=None, name="sigmoid_loss", **kwargs):
-        kwargs.setdefault("reduction", "sum")
         super().__init__(name=name, **kwargs)
         self.chunk_size = chunk_size
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # The loss is already a scalar over the batch and ignores y_true (the
+        # positives are the diagonal), so Keras' per-sample reduction and its
+        # conversion of y_true (None in SigLIP training) do not apply.
+        if sample_weight is not None:
+            raise ValueError("SigmoidLoss does not support sample_weight.")
+        return self.call(y_true, y_pred)
 
     def call(self, y_true, y_pred):
         missing = {

@@ -37,3 +37,36 @@ def check_rank_and_last_dim(name, x, rank, last_dim, expected):
     if len(shape) != rank or (last_dim is not None and shape[-1] not in (None, last_dim)):
         raise ValueError(f"`{name}` must have shape {expected}; received shape {shape}.")
     return shape
+
+
+def compiled_call(layer, inputs):
+    """`layer(inputs)` through a cached compiled function of the backend.
+
+    JAX: `jax.jit` over `layer.stateless_call` (the weights are arguments, so
+    later weight updates are seen). TensorFlow: `tf.function`. torch: eager
+    (Keras' torch backend runs eagerly by default). Inputs are validated by
+    the layer at trace time.
+    """
+    backend = keras.backend.backend()
+    if backend not in ("jax", "tensorflow"):
+        return layer(inputs)
+    cache = layer.__dict__.setdefault("_keras_siglip_compiled", {})
+    fn = cache.get(backend)
+    if backend == "jax":
+        if fn is None:
+            import jax
+
+            def forward(trainable, non_trainable, inputs):
+                return layer.stateless_call(trainable, non_trainable, inputs)[0]
+
+            fn = cache[backend] = jax.jit(forward)
+        return fn(
+            [v.value for v in layer.trainable_variables],
+            [v.value for v in layer.non_trainable_variables],
+            inputs,
+        )
+    if fn is None:
+        import tensorflow as tf
+
+        fn = cache[backend] = tf.function(layer.__call__, reduce_retracing=True)
+    return fn(inputs)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import reference as R
-from _paths import fixture_path
+from tests._paths import fixture_path
 
 pytestmark = pytest.mark.backend_independent
 

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_siglip.models.text_encoder import SigLIPTextEncoder
 from keras_siglip.models.vision_encoder import SigLIPVisionEncoder
+from keras_siglip.utils import compiled_call, is_concrete
 
 
 def l2_normalize(x, epsilon=1e-8):
@@ -87,13 +88,45 @@ class SigLIP(keras.Model):
     def embed_dim(self):
         return self.vision_encoder.width
 
-    def encode_images(self, images):
-        """Pooled image embeddings `(B, D)`, **not** normalised (the MAP head output)."""
-        return self.vision_encoder(images)
+    def encode_images(self, images, batch_size=None):
+        """Pooled image embeddings `(B, D)`, **not** normalised (the MAP head output).
 
-    def encode_texts(self, token_ids):
-        """Pooled text embeddings `(B, D)`, **not** normalised (the text head output)."""
-        return self.text_encoder(token_ids)
+        Args:
+            images: fixed resolution: float `(B, H, W, 3)` in `[-1, 1]`;
+                NaFlex: the dict `{"patches", "patch_mask", "spatial_shapes"}`.
+            batch_size: int or None. Encode this many examples at a time.
+
+        Concrete inputs run through a compiled function (JAX `jit`,
+        `tf.function`; torch runs eagerly); tensors being traced run inline.
+        """
+        return self._encode(self.vision_encoder, images, batch_size)
+
+    def encode_texts(self, token_ids, batch_size=None):
+        """Pooled text embeddings `(B, D)`, **not** normalised (the text head output).
+
+        Args:
+            token_ids: int `(B, L)` from the matching tokenizer.
+            batch_size: int or None. Encode this many examples at a time.
+        """
+        if is_concrete(token_ids):
+            self.text_encoder._check_token_ids(token_ids)
+        return self._encode(self.text_encoder, token_ids, batch_size)
+
+    def _encode(self, tower, inputs, batch_size):
+        leaves = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
+        if not all(is_concrete(x) for x in leaves):
+            return tower(inputs)
+        if batch_size is None:
+            return compiled_call(tower, inputs)
+        total = int(leaves[0].shape[0])
+        parts = []
+        for start in range(0, total, batch_size):
+            if isinstance(inputs, dict):
+                part = {k: v[start : start + batch_size] for k, v in inputs.items()}
+            else:
+                part = inputs[start : start + batch_size]
+            parts.append(compiled_call(tower, part))
+        return ops.concatenate(parts, axis=0)
 
     def logits(self, image_embeddings, text_embeddings):
         """`exp(logit_scale) * img @ txt.T + logit_bias` on normalised embeddings."""

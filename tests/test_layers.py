@@ -1,0 +1,113 @@
+"""Layers: shapes, masks, configs and `keras.saving` round trips."""
+
+import numpy as np
+import pytest
+
+import keras
+
+from keras_siglip.layers import (
+    EncoderBlock,
+    MAPHead,
+    MLPBlock,
+    MultiHeadAttention,
+    PatchEmbedding,
+    PositionEmbedding,
+)
+from tests._grad import to_numpy
+
+LAYERS = [
+    (lambda: PatchEmbedding(patch_size=4, hidden_dim=12), (2, 13, 9, 3)),
+    (lambda: PositionEmbedding(sequence_length=6), (2, 6, 10)),
+    (lambda: MLPBlock(mlp_dim=7), (2, 5, 10)),
+    (lambda: MultiHeadAttention(num_heads=5), (2, 5, 10)),
+    (lambda: EncoderBlock(num_heads=2, mlp_dim=7), (2, 5, 10)),
+    (lambda: MAPHead(num_heads=5, mlp_dim=7), (2, 5, 10)),
+]
+
+
+@pytest.mark.parametrize("make,shape", LAYERS)
+def test_config_and_saving_round_trip(make, shape, tmp_path):
+    layer = make()
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    expected = to_numpy(layer(x))
+    assert tuple(layer.compute_output_shape(shape)) == expected.shape
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert clone.get_config() == layer.get_config()
+    if not clone.built:
+        clone.build(shape)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(to_numpy(clone(x)), expected)
+
+    inputs = keras.Input(shape[1:])
+    model = keras.Model(inputs, layer(inputs))
+    model.save(tmp_path / "layer.keras")
+    restored = keras.saving.load_model(tmp_path / "layer.keras")
+    np.testing.assert_array_equal(to_numpy(restored(x)), expected)
+
+
+def test_patch_embedding_drops_leftover_pixels_row_major():
+    layer = PatchEmbedding(patch_size=4, hidden_dim=3)
+    x = np.random.default_rng(1).standard_normal((1, 13, 9, 3)).astype(np.float32)
+    tokens = to_numpy(layer(x))
+    assert tokens.shape == (1, 3 * 2, 3)
+    kernel, bias = (to_numpy(w) for w in layer.weights)
+    # Token 3 is grid row 1, column 1: pixels [4:8, 4:8].
+    patch = x[0, 4:8, 4:8, :]
+    expected = np.einsum("ijc,ijcd->d", patch, kernel) + bias
+    np.testing.assert_allclose(tokens[0, 3], expected, atol=1e-5)
+    # Changing a dropped pixel changes nothing.
+    x2 = x.copy()
+    x2[0, 12, :, :] = 100.0
+    np.testing.assert_array_equal(to_numpy(layer(x2)), tokens)
+
+
+def test_attention_key_mask_equals_truncation():
+    mha = MultiHeadAttention(num_heads=2)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 7, 8)).astype(np.float32)
+    mask = np.zeros((2, 7), bool)
+    mask[:, :4] = True
+    x_padded = x.copy()
+    x_padded[:, 4:] = 1e3 * rng.standard_normal((2, 3, 8))
+    masked = to_numpy(mha(x_padded, key_mask=mask))[:, :4]
+    truncated = to_numpy(mha(x[:, :4]))
+    np.testing.assert_allclose(masked, truncated, atol=1e-5)
+
+
+def test_map_head_key_mask_ignores_padding():
+    head = MAPHead(num_heads=3, mlp_dim=9)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 12)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
+    pooled = to_numpy(head(x, key_mask=mask))
+    x2 = x.copy()
+    x2[0, 4:] = 50.0
+    np.testing.assert_allclose(to_numpy(head(x2, key_mask=mask)), pooled, atol=1e-5)
+    np.testing.assert_allclose(pooled[0], to_numpy(head(x[:1, :4]))[0], atol=1e-5)
+
+
+def test_mlp_uses_tanh_gelu():
+    mlp = MLPBlock(mlp_dim=3)
+    x = np.linspace(-3, 3, 8, dtype=np.float32).reshape(1, 2, 4)
+    out = to_numpy(mlp(x))
+    w1, b1, w2, b2 = (to_numpy(w) for w in mlp.weights)
+    h = x @ w1 + b1
+    gelu = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h**3)))
+    np.testing.assert_allclose(out, gelu @ w2 + b2, atol=1e-5)
+
+
+def test_block_layer_norm_epsilon_is_1e_6():
+    block = EncoderBlock(num_heads=2, mlp_dim=4)
+    assert block.layer_norm_1.epsilon == 1e-6 and block.layer_norm_2.epsilon == 1e-6
+    assert MAPHead(num_heads=2, mlp_dim=4).layer_norm.epsilon == 1e-6
+
+
+def test_position_embedding_length_mismatch():
+    layer = PositionEmbedding(sequence_length=6)
+    with pytest.raises(ValueError, match="has 6 positions but received 5 tokens"):
+        layer(np.zeros((1, 5, 4), np.float32))
+
+
+def test_attention_width_must_split_into_heads():
+    with pytest.raises(ValueError, match="not divisible by num_heads=3"):
+        MultiHeadAttention(num_heads=3)(np.zeros((1, 2, 10), np.float32))
