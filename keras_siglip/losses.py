@@ -55,19 +55,37 @@ def _dense_loss(x, y, logit_scale, logit_bias):
 
 
 def _chunked_loss(x, y, logit_scale, logit_bias, chunk_size):
-    batch = x.shape[0]
+    batch, dim = x.shape
     if batch is None:
         raise ValueError("The chunked sigmoid loss needs a static batch size.")
-    starts = list(range(0, batch, chunk_size))
+    full_chunks, tail = divmod(batch, chunk_size)
+
+    # The blocks run in a loop (`ops.fori_loop`: a while loop on JAX and
+    # TensorFlow) rather than unrolled, so the compiler cannot schedule all
+    # blocks side by side and hold every block's logits at once.
+    def row_blocks(step, carry):
+        """Apply `step(carry, start, size)` to every row block: the full ones, then the tail."""
+        if full_chunks:
+            carry = ops.fori_loop(
+                0,
+                full_chunks,
+                lambda i, c: step(c, i * chunk_size, chunk_size),
+                carry,
+            )
+        if tail:
+            carry = step(carry, full_chunks * chunk_size, tail)
+        return carry
 
     @ops.custom_gradient
     def loss_fn(x, y, logit_scale, logit_bias):
         t = ops.exp(logit_scale)
-        total = ops.zeros((), "float32")
-        for start in starts:
-            xb = x[start : start + chunk_size]
+
+        def add_block(total, start, size):
+            xb = ops.slice(x, (start, 0), (size, dim))
             logits = t * ops.matmul(xb, ops.transpose(y)) + logit_bias
-            total = total + ops.sum(_softplus(logits))
+            return total + ops.sum(_softplus(logits))
+
+        total = row_blocks(add_block, ops.zeros((), "float32"))
         # The positives: sum_i l_ii over the whole batch.
         total = total - ops.sum(t * ops.sum(x * y, axis=-1) + logit_bias)
         loss = total / batch
@@ -76,24 +94,24 @@ def _chunked_loss(x, y, logit_scale, logit_bias, chunk_size):
             if upstream is None:
                 (upstream,) = args
             t = ops.exp(logit_scale)
-            dx_blocks = []
-            dy = ops.zeros_like(y)
-            p_sum = ops.zeros((), "float32")
-            p_l_sum = ops.zeros((), "float32")
-            for start in starts:
-                xb = x[start : start + chunk_size]
-                scaled = ops.matmul(xb, ops.transpose(y))  # <x_i, y_j>
-                p = ops.sigmoid(t * scaled + logit_bias)
-                dx_blocks.append(ops.matmul(p, y))
+
+            def grad_block(carry, start, size):
+                dx, dy, p_sum, p_l_sum = carry
+                xb = ops.slice(x, (start, 0), (size, dim))
+                cosines = ops.matmul(xb, ops.transpose(y))  # <x_i, y_j>
+                p = ops.sigmoid(t * cosines + logit_bias)
+                dx = ops.slice_update(dx, (start, 0), ops.matmul(p, y))
                 dy = dy + ops.matmul(ops.transpose(p), xb)
-                p_sum = p_sum + ops.sum(p)
-                p_l_sum = p_l_sum + ops.sum(p * scaled)
-            # The -I part of G contributes -x_i to dy_i and -y_i to dx_i.
-            dx = ops.concatenate(dx_blocks, axis=0) - y
-            dy = dy - x
+                return dx, dy, p_sum + ops.sum(p), p_l_sum + ops.sum(p * cosines)
+
+            zero = ops.zeros((), "float32")
+            dx, dy, p_sum, p_l_sum = row_blocks(
+                grad_block, (ops.zeros_like(x), ops.zeros_like(y), zero, zero)
+            )
+            # The -I part of G contributes -y_i to dx_i and -x_i to dy_i.
             scale = upstream / batch
-            d_x = scale * t * dx
-            d_y = scale * t * dy
+            d_x = scale * t * (dx - y)
+            d_y = scale * t * (dy - x)
             d_bias = scale * (p_sum - batch)
             d_scale = scale * t * (p_l_sum - ops.sum(x * y))
             return (

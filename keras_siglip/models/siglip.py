@@ -160,6 +160,76 @@ class SigLIP(keras.Model):
             )
         return outputs
 
+    # ----------------------------------------------------------------------------------
+    # Training with the sigmoid loss.
+
+    def compile(self, optimizer="adam", loss=None, *, chunk_size=None, ring="auto", **kwargs):
+        """Configure training. By default the loss is the sigmoid loss.
+
+        The loss is computed from the model's own outputs (normalised
+        embeddings, `logit_scale`, `logit_bias`): `fit` runs one forward pass
+        per step and never forms a logits matrix it does not need.
+
+        Args:
+            optimizer: as for `keras.Model.compile`.
+            loss: None (the sigmoid loss) or a `SigmoidLoss`. Other Keras
+                losses are passed to `keras.Model.compile` unchanged.
+            chunk_size: int or None. Chunk size of the single-device sigmoid
+                loss (memory O(chunk x B) in forward and backward).
+            ring: "auto", "ring", "bidir" or None. Under an active
+                `keras.distribution` with a batch axis on JAX, "auto" and
+                "ring" use the one-way ring loss, "bidir" the bidirectional
+                one (per-device memory O(b^2)); None always uses the
+                single-device loss. Asking for a ring where it cannot run
+                raises an error at the first training step.
+        """
+        from keras_siglip.losses import SigmoidLoss
+
+        if ring not in ("auto", "ring", "bidir", None):
+            raise ValueError(f"ring must be 'auto', 'ring', 'bidir' or None; received {ring!r}.")
+        if loss is None:
+            loss = SigmoidLoss(chunk_size=chunk_size)
+        self._sigmoid_loss = loss if isinstance(loss, SigmoidLoss) else None
+        self._ring = ring
+        super().compile(
+            optimizer=optimizer, loss=None if self._sigmoid_loss else loss, **kwargs
+        )
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        sigmoid = getattr(self, "_sigmoid_loss", None)
+        if sigmoid is None:
+            return super().compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+            )
+        if sample_weight is not None:
+            raise ValueError("The sigmoid loss does not support sample_weight.")
+        loss = self.training_loss(
+            y_pred["image_embeddings"], y_pred["text_embeddings"], chunk_size=sigmoid.chunk_size
+        )
+        for extra in self.losses:
+            loss = loss + ops.cast(extra, loss.dtype)
+        return loss
+
+    def training_loss(self, image_embeddings, text_embeddings, chunk_size=None):
+        """The sigmoid loss of normalised embeddings with this model's scale and bias.
+
+        Uses the ring loss when `compile(ring=...)` allows it and a JAX
+        `keras.distribution` with a batch axis is active; otherwise the
+        (optionally chunked) single-device loss.
+        """
+        from keras_siglip import distributed
+        from keras_siglip.losses import sigmoid_loss
+
+        ring = getattr(self, "_ring", "auto")
+        scale = ops.cast(self.logit_scale, "float32")
+        bias = ops.cast(self.logit_bias, "float32")
+        if ring in ("ring", "bidir") or (ring == "auto" and distributed.ring_available()):
+            variant = "ring" if ring == "auto" else ring
+            return distributed.ring_sigmoid_loss(
+                image_embeddings, text_embeddings, scale, bias, variant=variant
+            )
+        return sigmoid_loss(image_embeddings, text_embeddings, scale, bias, chunk_size=chunk_size)
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -1,0 +1,96 @@
+"""Training with the sigmoid loss: fit() on every backend, and data-parallel fit() on 8 JAX devices."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_siglip.testing import build_tiny
+
+
+def _toy_data(n=48, seed=0):
+    # 6 classes; each image has a bright square whose position and colour encode the class, and
+    # each text repeats a class token, so the towers can learn to match them.
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 6
+    images = (0.2 * rng.standard_normal((n, 32, 24, 3))).astype("float32")
+    for i, label in enumerate(labels):
+        r = (label % 3) * 10
+        images[i, r : r + 10, :12, label // 3] += 1.0
+    ids = np.full((n, 16), 1, "int32")
+    ids[:, :3] = 10 + labels[:, None]
+    return {"images": np.clip(images, -1, 1), "token_ids": ids}
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+def test_fit_reduces_the_loss(chunk_size):
+    keras.utils.set_random_seed(0)
+    model = build_tiny("fixture_like", seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), chunk_size=chunk_size, ring=None)
+    history = model.fit(_toy_data(), batch_size=12, epochs=5, shuffle=False, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_compute_loss_uses_the_forward_outputs():
+    model = build_tiny("odd_nonsquare", seed=1)
+    model.compile(optimizer="sgd", ring=None)
+    rng = np.random.default_rng(0)
+    x = {
+        "images": rng.uniform(-1, 1, (4, 30, 17, 3)).astype("float32"),
+        "token_ids": rng.integers(0, 99, (4, 9)).astype("int32"),
+    }
+    y_pred = model(x, training=True)
+    assert set(y_pred) == {"image_embeddings", "text_embeddings", "logit_scale", "logit_bias"}
+    import reference
+
+    expected = reference.sigmoid_loss(
+        np.asarray(keras.ops.convert_to_numpy(y_pred["image_embeddings"])),
+        np.asarray(keras.ops.convert_to_numpy(y_pred["text_embeddings"])),
+        float(keras.ops.convert_to_numpy(model.logit_scale)[0]),
+        float(keras.ops.convert_to_numpy(model.logit_bias)[0]),
+    )
+    loss = float(keras.ops.convert_to_numpy(model.compute_loss(x=x, y_pred=y_pred)))
+    assert loss == pytest.approx(expected, abs=1e-5)
+
+
+def test_ring_where_it_cannot_run_says_why():
+    model = build_tiny("fixture_like")
+    model.compile(optimizer="sgd", ring="ring")
+    data = _toy_data(12)
+    with pytest.raises(RuntimeError, match="chunk_size"):
+        model.fit(data, batch_size=12, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="ring must be"):
+        model.compile(optimizer="sgd", ring="tree")
+
+
+@pytest.mark.multi_device
+def test_data_parallel_fit_step_equals_single_device(tmp_path):
+    if keras.backend.backend() != "jax":
+        pytest.skip("keras.distribution is JAX-only in Keras 3.15 (SPEC §6.1)")
+    out = tmp_path / "steps.npz"
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), KERAS_BACKEND="jax")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    proc = subprocess.run(
+        [sys.executable, str(root / "tests" / "_training_worker.py"), str(out)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    data = np.load(out)
+    names = [k.split("/", 1)[1] for k in data.files if k.startswith("single/")]
+    assert len(names) > 50
+    for run in ("dp_ring", "dp_bidir", "mp"):
+        assert abs(float(data[f"{run}_loss"]) - float(data["single_loss"])) < 1e-5
+        for name in names:
+            np.testing.assert_allclose(
+                data[f"{run}/{name}"], data[f"single/{name}"], atol=1e-5, err_msg=f"{run}: {name}"
+            )
+    # The step really moved the weights (a no-op would also "match").
+    moved = max(float(np.max(np.abs(data[f"single/{n}"] - data[f"init/{n}"]))) for n in names)
+    assert moved > 1e-3
