@@ -1,13 +1,19 @@
 """keras-siglip: SigLIP and SigLIP 2 in Keras 3, on JAX, TensorFlow and PyTorch."""
 
 from keras_siglip.losses import SigmoidLoss, sigmoid_loss
-from keras_siglip.models import SigLIP, SigLIPTextEncoder, SigLIPVisionEncoder
+from keras_siglip.models import (
+    SigLIP,
+    SigLIPNaFlexVisionEncoder,
+    SigLIPTextEncoder,
+    SigLIPVisionEncoder,
+)
 from keras_siglip.presets import list_presets, preset_info
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SigLIP",
+    "SigLIPNaFlexVisionEncoder",
     "SigLIPTextEncoder",
     "SigLIPVisionEncoder",
     "SigmoidLoss",

@@ -37,6 +37,127 @@ def _cmd_check(args):
     return run_check(tolerance=args.tolerance)
 
 
+def _progress():
+    """tqdm if installed, else a plain counter on stderr: `progress(iterable, total=, desc=)`."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _counter
+
+    def bar(items, total, desc):
+        return tqdm(items, total=total, desc=desc, unit="tensor", file=sys.stderr, leave=False)
+
+    return bar
+
+
+def _counter(items, total, desc):
+    step = max(1, total // 20)
+    for i, item in enumerate(items, 1):
+        yield item
+        if i % step == 0 or i == total:
+            print(f"\r{desc}: {i}/{total} tensors", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+
+
+def _format(path):
+    """'keras', 'big_vision' or 'transformers', from the path alone."""
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        return "keras"
+    if suffix == ".npz":
+        return "big_vision"
+    if path.is_file():
+        raise ValueError(
+            f"{path} is a file but not .keras or .npz; a transformers checkpoint is a folder."
+        )
+    return "transformers"
+
+
+def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overwrite=False,
+            progress=None):
+    """Convert a checkpoint between the .keras, big_vision .npz and transformers formats.
+
+    Formats come from the paths: a `.keras` file, a `.npz` file, otherwise a
+    transformers folder. `image_size`, `preset` and `posemb_resize` apply to
+    big_vision sources (see `load_big_vision`). The output is written
+    atomically: after an error nothing is at `dst`. An existing `dst` is
+    replaced only with `overwrite=True`. `progress` is an optional tqdm-like
+    callable shown over the tensors.
+    """
+    from pathlib import Path
+
+    from keras_siglip.convert._files import atomic_output, check_destination
+
+    src, dst = Path(src), Path(dst)
+    source, target = _format(src), _format(dst)
+    big_vision_options = (image_size, preset, posemb_resize)
+    if any(o is not None for o in big_vision_options) and source != "big_vision":
+        raise ValueError(
+            "--image-size, --preset and --posemb-resize apply to big_vision (.npz) sources only."
+        )
+    if src.resolve() == dst.resolve():
+        raise ValueError("SRC and DST are the same path.")
+    check_destination(dst, overwrite)
+    if not src.exists():
+        raise FileNotFoundError(f"{src} does not exist.")
+
+    if source == "keras":
+        import keras
+
+        import keras_siglip.models  # noqa: F401  (registers the classes for deserialisation)
+
+        try:
+            model = keras.saving.load_model(src)
+        except Exception as error:
+            raise ValueError(f"{src} is not a readable .keras model ({error}).") from error
+    elif source == "big_vision":
+        from keras_siglip.convert import load_big_vision
+
+        if image_size is not None:
+            image_size = tuple(image_size)
+        model = load_big_vision(src, image_size=image_size, preset=preset,
+                                posemb_resize=posemb_resize, progress=progress)
+    else:
+        from keras_siglip.convert import load_transformers
+
+        model = load_transformers(src, progress=progress)
+
+    if target == "keras":
+        with atomic_output(dst, overwrite=overwrite) as tmp:
+            model.save(tmp)
+    elif target == "big_vision":
+        from keras_siglip.convert import save_big_vision
+
+        if not hasattr(model, "vision_encoder"):
+            raise ValueError(
+                "big_vision checkpoints hold both towers; the source is a single tower."
+            )
+        save_big_vision(model, dst, progress=progress)
+    else:
+        from keras_siglip.convert import save_transformers
+
+        save_transformers(model, dst, overwrite=overwrite, progress=progress)
+    return dst
+
+
+def _cmd_convert(args):
+    try:
+        dst = convert(
+            args.src,
+            args.dst,
+            image_size=args.image_size,
+            preset=args.preset,
+            posemb_resize=args.posemb_resize,
+            overwrite=args.overwrite,
+            progress=_progress(),
+        )
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {dst}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m keras_siglip",
@@ -48,6 +169,23 @@ def main(argv=None):
     p.set_defaults(func=_cmd_check)
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=_cmd_presets)
+    p = sub.add_parser(
+        "convert",
+        help="convert a checkpoint between .keras, big_vision .npz and a transformers folder",
+        description="Convert SRC to DST. Formats come from the paths: a .keras file, a .npz "
+        "file (big_vision), otherwise a folder (transformers: config.json + safetensors). "
+        "DST is written atomically and an existing DST is refused unless --overwrite.",
+    )
+    p.add_argument("src", help="source checkpoint (.keras, .npz or folder)")
+    p.add_argument("dst", help="destination (.keras, .npz or folder)")
+    p.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="input size for big_vision sources whose position table cannot tell it")
+    p.add_argument("--preset", help="build this preset's architecture for a big_vision source")
+    p.add_argument("--posemb-resize", choices=("big_vision", "transformers"),
+                   help="resize a big_vision position table that does not fit --image-size "
+                   "(or the preset's): big_vision's linear zoom or transformers' bicubic")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    p.set_defaults(func=_cmd_convert)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -24,13 +24,18 @@ _HF_SIZE = {"B": "base", "L": "large", "So400m": "so400m", "g-opt": "giant-opt"}
 def _preset(family, variant, patch, res, file, *, vocab, length=64, text_variant=None,
             text_head=True, hf_id, scan=False, note=""):
     text_variant = text_variant or ("So400m" if variant == "g-opt" else variant)
+    naflex = res == "naflex"
     return {
         "family": family,
         "image_variant": variant,
         "text_variant": text_variant,
         "patch_size": patch,
         "image_size": res,
-        "naflex": res == "naflex",
+        "naflex": naflex,
+        # NaFlex only: the side G of the learned position table, and the default patch budget
+        # of preprocessing (published results use 256; any budget works with the same weights).
+        "position_grid_size": 16 if naflex else None,
+        "max_num_patches": 256 if naflex else None,
         "sequence_length": length,
         "vocabulary_size": _VOCAB[vocab],
         "embed_dim": _WIDTH[variant],
@@ -95,6 +100,15 @@ def _siglip2():
                 f"{bv}siglip2_{short[variant]}{patch}_{res}.npz", vocab="gemma",
                 hf_id=f"google/siglip2-{size}-patch{patch}-{res}",
                 note="So400m text tower, text head 1152 -> 1536" if variant == "g-opt" else "")
+    # NaFlex: file names from big_vision's SigLIP 2 README and its models list. So400m NaFlex
+    # needs variant So400m (big_vision's demo notebook hard-codes "B", apparently a bug).
+    for variant in ("B", "So400m"):
+        size = _HF_SIZE[variant]
+        presets[f"siglip2_{size}_patch16_naflex"] = _preset(
+            "siglip2", variant, 16, "naflex", f"{bv}siglip2_{short[variant]}16_naflex.npz",
+            vocab="gemma", hf_id=f"google/siglip2-{size}-patch16-naflex",
+            note="NaFlex: variable resolution and aspect ratio; 16x16 position table resized "
+                 "per image; default budget 256 patches")
     return presets
 
 
@@ -141,7 +155,9 @@ def architecture_kwargs(name, **overrides):
         )
     info.update(overrides)
     vision = {"patch_size": info["patch_size"], **decode_variant(info["image_variant"])}
-    if not info["naflex"]:
+    if info["naflex"]:
+        vision["position_grid_size"] = info["position_grid_size"]
+    else:
         vision["image_size"] = info["image_size"]
     text = {
         "vocabulary_size": info["vocabulary_size"],
@@ -186,6 +202,13 @@ def build_from_preset(cls, preset, load_weights=True, **overrides):
 def _load_path(path, preset=None, **overrides):
     import keras
 
+    if overrides and path.suffix != ".npz":
+        # A .keras file or a transformers folder fixes its architecture; ignoring the
+        # overrides silently would hand back a model other than the one asked for.
+        raise ValueError(
+            f"Overrides {sorted(overrides)} apply to presets and big_vision .npz files only; "
+            f"{path} defines its own architecture."
+        )
     if path.suffix == ".keras":
         return keras.saving.load_model(path)
     if path.suffix == ".npz":

@@ -81,3 +81,55 @@ def randomize_weights(model, seed=0):
     tree = random_tree(model, seed)
     assign_tree(model, tree)
     return tree
+
+
+# The SigLIP 2 tiny config of SPEC §11 (transformers' tests): a 4x4 position table, patch 2,
+# so patches have 12 values; grids may downsample one axis of the table and upsample the other.
+TINY_NAFLEX_CONFIG = dict(
+    vision=dict(patch_size=2, width=32, depth=2, mlp_dim=37, num_heads=4, position_grid_size=4),
+    text=dict(vocabulary_size=99, sequence_length=16, width=32, depth=2, mlp_dim=37, num_heads=4),
+)
+
+
+def build_tiny_naflex(seed=0, **model_kwargs):
+    """A tiny NaFlex `SigLIP` (`TINY_NAFLEX_CONFIG`) with weights from `randomize_weights`."""
+    from keras_siglip.models import SigLIP, SigLIPNaFlexVisionEncoder, SigLIPTextEncoder
+
+    vision = SigLIPNaFlexVisionEncoder(**TINY_NAFLEX_CONFIG["vision"], name="vision_encoder")
+    text = SigLIPTextEncoder(**TINY_NAFLEX_CONFIG["text"], name="text_encoder")
+    model = SigLIP(vision, text, name="tiny_naflex", **model_kwargs)
+    randomize_weights(model, seed)
+    return model
+
+
+def random_naflex_inputs(spatial_shapes, max_num_patches, patch_size=2, seed=0, padding=0.0):
+    """A NaFlex input dict with random patches in [-1, 1] for the given grids.
+
+    Args:
+        spatial_shapes: list of `(h, w)` patch grids, one per example.
+        max_num_patches: int, the padded sequence length `N`.
+        patch_size: int `p`; patches have `p*p*3` values.
+        seed: int.
+        padding: float, or `"random"` for large random values (±1e4) in the padded rows, which
+            must not change any valid output.
+
+    Returns:
+        dict with float32 `patches (B, N, p*p*3)`, int32 `patch_mask (B, N)` and int32
+        `spatial_shapes (B, 2)`.
+    """
+    rng = np.random.default_rng(seed)
+    batch, dim = len(spatial_shapes), patch_size * patch_size * 3
+    if padding == "random":  # its own stream: the valid patches do not depend on the padding
+        pad_rng = np.random.default_rng([seed, 1])
+        patches = pad_rng.uniform(-1e4, 1e4, (batch, max_num_patches, dim))
+    else:
+        patches = np.full((batch, max_num_patches, dim), float(padding))
+    mask = np.zeros((batch, max_num_patches), np.int32)
+    for i, (h, w) in enumerate(spatial_shapes):
+        patches[i, : h * w] = rng.uniform(-1, 1, (h * w, dim))
+        mask[i, : h * w] = 1
+    return {
+        "patches": patches.astype(np.float32),
+        "patch_mask": mask,
+        "spatial_shapes": np.asarray(spatial_shapes, np.int32).reshape(batch, 2),
+    }

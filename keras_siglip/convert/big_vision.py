@@ -9,7 +9,6 @@ inference from tensor shapes.
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,25 +48,16 @@ def _layer_entries(prefix, layer, leaves):
         yield f"{prefix}/{leaf}", getattr(_get(layer, path), attr)
 
 
-def tree_entries(model):
-    """`(big_vision name, Keras variable)` for every parameter of a `SigLIP` model.
-
-    This is the only place where Keras attribute names meet big_vision names.
-    """
-    vision, text = model.vision_encoder, model.text_encoder
-    entries = []
+def _vision_entries(vision):
     if getattr(vision, "is_naflex", False):
-        entries += [
-            ("img/embedding/kernel", vision.patch_embedding.kernel),
-            ("img/embedding/bias", vision.patch_embedding.bias),
-            ("img/pos_embedding", vision.position_embedding.embeddings),
-        ]
+        patch = vision.patch_embedding  # a Dense on flattened patches: kernel (p*p*3, W)
     else:
-        entries += [
-            ("img/embedding/kernel", vision.patch_embedding.conv.kernel),
-            ("img/embedding/bias", vision.patch_embedding.conv.bias),
-            ("img/pos_embedding", vision.position_embedding.embeddings),
-        ]
+        patch = vision.patch_embedding.conv  # kernel (p, p, 3, W)
+    entries = [
+        ("img/embedding/kernel", patch.kernel),
+        ("img/embedding/bias", patch.bias),
+        ("img/pos_embedding", vision.position_embedding.embeddings),
+    ]
     for i, block in enumerate(vision.blocks):
         entries += _layer_entries(f"img/Transformer/encoderblock_{i}", block, _BLOCK_LEAVES)
     entries += [
@@ -76,7 +66,11 @@ def tree_entries(model):
         ("img/MAPHead_0/probe", vision.head.probe),
     ]
     entries += _layer_entries("img/MAPHead_0", vision.head, _MAP_LEAVES)
-    entries += [
+    return entries
+
+
+def _text_entries(text):
+    entries = [
         ("txt/Embed_0/embedding", text.token_embedding.embeddings),
         ("txt/pos_embedding", text.position_embedding.embeddings),
     ]
@@ -88,8 +82,32 @@ def tree_entries(model):
     ]
     if text.head is not None:
         entries += [("txt/head/kernel", text.head.kernel), ("txt/head/bias", text.head.bias)]
-    entries += [("t", model.logit_scale), ("b", model.logit_bias)]
     return entries
+
+
+def tree_entries(model):
+    """`(big_vision name, Keras variable)` for every parameter of a `SigLIP` model.
+
+    This is the only place where Keras attribute names meet big_vision names.
+    `model` may also be a single tower, which gives only its `img/...` or
+    `txt/...` entries (used by the transformers converter for tower
+    checkpoints).
+    """
+    if hasattr(model, "vision_encoder"):
+        return (
+            _vision_entries(model.vision_encoder)
+            + _text_entries(model.text_encoder)
+            + [("t", model.logit_scale), ("b", model.logit_bias)]
+        )
+    if hasattr(model, "token_embedding"):
+        return _text_entries(model)
+    return _vision_entries(model)
+
+
+def _maybe_progress(items, progress, desc):
+    """Wrap `items` in a tqdm-like `progress(iterable, total=, desc=)` if one is given."""
+    items = list(items)
+    return progress(items, total=len(items), desc=desc) if progress else items
 
 
 # --------------------------------------------------------------------------------------
@@ -147,6 +165,8 @@ def read_tree(path_or_tree):
         if not (name.startswith(("img/", "txt/")) or name in ("t", "b")):
             continue  # optimizer state, step counters, fixtures' extra arrays
         value = _as_float_array(name, value)
+        if name in ("t", "b") and value.ndim == 0:
+            value = value.reshape(1)  # some exports store the scalars without their (1,) axis
         match = _SCAN.match(name)
         if match:
             head, leaf = match.groups()
@@ -222,11 +242,13 @@ def infer_architecture(tree, image_size=None):
     return naflex, vision, text
 
 
-def assign_tree(model, tree):
+def assign_tree(model, tree, progress=None):
     """Copy a flat big_vision tree into `model`, checking every name and shape first.
 
     All missing, unexpected and misshapen tensors are reported in one error,
-    and nothing is assigned unless everything fits.
+    and nothing is assigned unless everything fits. `model` is a `SigLIP` or
+    a single tower (see `tree_entries`). `progress` is an optional tqdm-like
+    callable `progress(iterable, total=, desc=)` shown over the tensors.
     """
     entries = tree_entries(model)
     expected = {name: tuple(var.shape) for name, var in entries}
@@ -248,22 +270,108 @@ def assign_tree(model, tree):
                 lines.append(f"{len(items)} {title} tensor(s):")
                 lines += [f"  {item}" for item in items]
         raise ValueError("\n".join(lines))
-    for name, var in entries:
+    for name, var in _maybe_progress(entries, progress, "assign"):
         var.assign(np.asarray(tree[name], dtype=np.float32))
     return model
 
 
-def model_to_tree(model):
-    """The model's weights as a flat `{big_vision name: float32 ndarray}`."""
+def model_to_tree(model, progress=None):
+    """The model's (or a tower's) weights as a flat `{big_vision name: float32 ndarray}`."""
     import keras
 
     return {
         name: np.asarray(keras.ops.convert_to_numpy(var), dtype=np.float32)
-        for name, var in tree_entries(model)
+        for name, var in _maybe_progress(tree_entries(model), progress, "export")
     }
 
 
-def load_big_vision(path_or_tree, *, image_size=None, preset=None, **overrides):
+def build_model(naflex, vision_kwargs, text_kwargs):
+    """An untrained `SigLIP` from tower kwargs (as `infer_architecture` returns them)."""
+    from keras_siglip.models import SigLIP
+
+    return SigLIP(
+        build_vision_tower(naflex, vision_kwargs),
+        build_text_tower(text_kwargs),
+        name="siglip",
+    )
+
+
+def build_vision_tower(naflex, vision_kwargs):
+    """A `SigLIPVisionEncoder`, or a `SigLIPNaFlexVisionEncoder` when `naflex`."""
+    if naflex:
+        from keras_siglip.models import SigLIPNaFlexVisionEncoder
+
+        return SigLIPNaFlexVisionEncoder(**vision_kwargs, name="vision_encoder")
+    from keras_siglip.models import SigLIPVisionEncoder
+
+    return SigLIPVisionEncoder(**vision_kwargs, name="vision_encoder")
+
+
+def build_text_tower(text_kwargs):
+    """A `SigLIPTextEncoder`."""
+    from keras_siglip.models import SigLIPTextEncoder
+
+    return SigLIPTextEncoder(**text_kwargs, name="text_encoder")
+
+
+def _check_posemb_resize(posemb_resize):
+    from keras_siglip.layers import FIXED_RESIZE_METHODS
+
+    if posemb_resize is not None and posemb_resize not in FIXED_RESIZE_METHODS:
+        raise ValueError(
+            f"Unknown posemb_resize={posemb_resize!r}; valid values: None, "
+            f"{', '.join(repr(m) for m in FIXED_RESIZE_METHODS)}."
+        )
+
+
+def fit_position_embedding(tree, image_size, patch_size, posemb_resize=None):
+    """Resize a fixed-resolution `img/pos_embedding` to the grid of `image_size` if needed.
+
+    Args:
+        tree: flat big_vision tree.
+        image_size: `(H, W)` input size; the grid is `(H // patch_size, W // patch_size)`.
+        patch_size: int.
+        posemb_resize: None, `"big_vision"` or `"transformers"` (see `load_big_vision`).
+
+    Returns `tree` itself when the table already fits, else a copy with the resized table. A
+    mismatch without `posemb_resize` raises an error naming both grids and the option.
+    """
+    from keras_siglip.layers import resize_position_embedding
+
+    _check_posemb_resize(posemb_resize)
+    posemb = np.asarray(_require(tree, "img/pos_embedding"))
+    height, width = image_size
+    target = (height // patch_size, width // patch_size)
+    if posemb.ndim == 3 and posemb.shape[1] == target[0] * target[1]:
+        return tree
+    n = posemb.shape[-2] if posemb.ndim >= 2 else 0
+    side = int(round(n**0.5))
+    source = f"a {side}x{side} grid" if side * side == n else "a non-square grid"
+    need = (
+        f"image_size {height}x{width} with patch {patch_size} needs a {target[0]}x{target[1]} "
+        f"grid ({target[0] * target[1]} positions)"
+    )
+    if side * side != n or posemb.ndim != 3:
+        raise ValueError(
+            f"img/pos_embedding {tuple(posemb.shape)} ({source}) does not fit: {need}; only "
+            "square checkpoint grids can be resized."
+        )
+    if posemb_resize is None:
+        raise ValueError(
+            f"The checkpoint's position embedding is {source} ({n} positions), but {need}. "
+            "Pass posemb_resize='big_vision' (big_vision's load-time linear zoom, square "
+            "grids) or posemb_resize='transformers' (transformers' bicubic "
+            "interpolate_pos_encoding) to resize it, or use "
+            f"image_size={side * patch_size}."
+        )
+    tree = dict(tree)
+    tree["img/pos_embedding"] = resize_position_embedding(posemb, side, target, posemb_resize)
+    return tree
+
+
+def load_big_vision(
+    path_or_tree, *, image_size=None, preset=None, posemb_resize=None, progress=None, **overrides
+):
     """A big_vision checkpoint to a `SigLIP` model.
 
     Args:
@@ -274,50 +382,60 @@ def load_big_vision(path_or_tree, *, image_size=None, preset=None, **overrides):
             table alone cannot tell for non-square grids.
         preset: a preset name whose architecture to build (checked against
             the tensor shapes).
+        posemb_resize: None, `"big_vision"` or `"transformers"`. When the
+            checkpoint's (square) position grid differs from the grid of
+            `image_size` (or of the preset), resize the table with
+            big_vision's load-time linear zoom (square targets) or
+            transformers' bicubic `interpolate_pos_encoding` (SPEC §8).
+            None raises an error on a mismatch.
+        progress: optional tqdm-like callable shown over the tensors.
+        **overrides: with `preset`, architecture arguments that replace the
+            preset's.
 
     Returns:
         A `SigLIP` model with the checkpoint's weights.
+
+    Raises:
+        ValueError: the file is unreadable, or its tensors do not fit the
+            architecture (every missing, unexpected and misshapen tensor is
+            listed in the one error).
     """
-    from keras_siglip.models import SigLIP, SigLIPTextEncoder, SigLIPVisionEncoder
+    from keras_siglip.models import SigLIP
 
     tree = read_tree(path_or_tree)
     if preset is not None:
-        model = SigLIP.from_preset(preset, load_weights=False, **overrides)
         if image_size is not None:
             raise ValueError("Pass either preset (with overrides) or image_size, not both.")
-        return assign_tree(model, tree)
+        _check_posemb_resize(posemb_resize)
+        model = SigLIP.from_preset(preset, load_weights=False, **overrides)
+        vision = model.vision_encoder
+        if not getattr(vision, "is_naflex", False):  # NaFlex resizes its table per image
+            tree = fit_position_embedding(tree, vision.image_size, vision.patch_size, posemb_resize)
+        return assign_tree(model, tree, progress)
     if overrides:
         raise ValueError(f"Unknown arguments {sorted(overrides)} without a preset.")
     naflex, vision_kwargs, text_kwargs = infer_architecture(tree, image_size)
-    if naflex:
-        from keras_siglip.models import SigLIPNaFlexVisionEncoder
-
-        vision = SigLIPNaFlexVisionEncoder(**vision_kwargs, name="vision_encoder")
-    else:
-        vision = SigLIPVisionEncoder(**vision_kwargs, name="vision_encoder")
-    text = SigLIPTextEncoder(**text_kwargs, name="text_encoder")
-    model = SigLIP(vision, text, name="siglip")
-    return assign_tree(model, tree)
+    _check_posemb_resize(posemb_resize)
+    if not naflex:  # NaFlex resizes its table per image
+        tree = fit_position_embedding(
+            tree, vision_kwargs["image_size"], vision_kwargs["patch_size"], posemb_resize
+        )
+    return assign_tree(build_model(naflex, vision_kwargs, text_kwargs), tree, progress)
 
 
-def save_big_vision(model, path):
+def save_big_vision(model, path, progress=None):
     """Write the model as a big_vision `.npz` (bare names, per-block, float32).
 
     The file appears only when complete: it is written to a temporary file in
-    the same folder and renamed.
+    the same folder and renamed (an existing file is replaced).
     """
-    tree = model_to_tree(model)
+    from keras_siglip.convert._files import atomic_output
+
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"big_vision checkpoints are .npz files; received {path}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    tree = model_to_tree(model, progress)
+    with atomic_output(path, overwrite=True) as tmp:
+        with open(tmp, "wb") as f:
             np.savez(f, **tree)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

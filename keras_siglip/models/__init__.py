@@ -1,7 +1,14 @@
 """SigLIP towers and the two-tower model."""
 
+from keras_siglip.models.naflex_vision_encoder import SigLIPNaFlexVisionEncoder
 from keras_siglip.models.siglip import SigLIP, l2_normalize
 from keras_siglip.models.text_encoder import SigLIPTextEncoder
 from keras_siglip.models.vision_encoder import SigLIPVisionEncoder
 
-__all__ = ["SigLIP", "SigLIPTextEncoder", "SigLIPVisionEncoder", "l2_normalize"]
+__all__ = [
+    "SigLIP",
+    "SigLIPNaFlexVisionEncoder",
+    "SigLIPTextEncoder",
+    "SigLIPVisionEncoder",
+    "l2_normalize",
+]

@@ -99,6 +99,10 @@ class SigLIP(keras.Model):
         Concrete inputs run through a compiled function (JAX `jit`,
         `tf.function`; torch runs eagerly); tensors being traced run inline.
         """
+        if getattr(self.vision_encoder, "is_naflex", False):
+            # NaFlex's value checks (grids vs. mask and budget) need concrete inputs: run them
+            # here, before the compiled call traces them away.
+            self.vision_encoder._check_inputs(images)
         return self._encode(self.vision_encoder, images, batch_size)
 
     def encode_texts(self, token_ids, batch_size=None):

@@ -1,6 +1,8 @@
 """The fixed-resolution SigLIP image tower: a ViT with a MAP head and no CLS token."""
 
 import keras
+import numpy as np
+from keras import ops
 
 from keras_siglip.layers import EncoderBlock, MAPHead, PatchEmbedding, PositionEmbedding
 from keras_siglip.utils import check_rank_and_last_dim
@@ -149,6 +151,34 @@ class SigLIPVisionEncoder(keras.Model):
         if return_tokens:
             return {"tokens": x, "pooled": pooled}
         return pooled
+
+    def with_image_size(self, image_size, posemb_resize="big_vision"):
+        """A copy of this tower for another input size, its position table resized.
+
+        Args:
+            image_size: int or `(H, W)`, the new input size.
+            posemb_resize: `"big_vision"` (the linear zoom big_vision applies at load time;
+                square grids only) or `"transformers"` (transformers' bicubic
+                `interpolate_pos_encoding`; any grid). SPEC §8.
+
+        Returns:
+            A new `SigLIPVisionEncoder` with the same weights except the resized
+            `position_embedding`.
+        """
+        from keras_siglip.layers import resize_position_embedding
+
+        config = self.get_config()
+        config["image_size"] = _pair(image_size)
+        tower = type(self).from_config(config)
+        # On the host, as `load_big_vision(..., posemb_resize=...)` does: the same numbers.
+        table = np.asarray(ops.convert_to_numpy(self.position_embedding.embeddings))
+        resized = resize_position_embedding(table, self.grid_size, tower.grid_size, posemb_resize)
+        for source, target in zip(self.weights, tower.weights):
+            if source is self.position_embedding.embeddings:
+                target.assign(ops.cast(resized, target.dtype))
+            else:
+                target.assign(source.value)
+        return tower
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.width)

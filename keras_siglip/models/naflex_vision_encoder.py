@@ -1,0 +1,225 @@
+"""The SigLIP 2 NaFlex image tower: native aspect ratio, variable number of patches (SPEC §7.3)."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_siglip.layers import EncoderBlock, MAPHead, NaFlexPositionEmbedding
+from keras_siglip.models.vision_encoder import _run_blocks
+from keras_siglip.utils import is_concrete, static_shape
+
+NAFLEX_KEYS = ("patches", "patch_mask", "spatial_shapes")
+
+
+@keras.saving.register_keras_serializable(package="keras_siglip")
+class SigLIPNaFlexVisionEncoder(keras.Model):
+    """SigLIP 2 NaFlex image tower for pre-cut patches of images of any aspect ratio.
+
+    It differs from `SigLIPVisionEncoder` in three places only:
+
+    * the patch embedding is a Linear layer on flattened `p·p·3` patches (row, col, channel);
+      it equals the fixed tower's convolution with its kernel reshaped row-major;
+    * the learned `(G, G, W)` position table is resized, per example, to that example's patch
+      grid `(h, w)` (antialiased bilinear; see `NaFlexPositionEmbedding`);
+    * padded patches are masked as keys in every attention and in the MAP head, so the valid
+      rows and the pooled embedding do not depend on them. Padded patches are also zeroed
+      before the embedding, so they may hold anything (even inf or NaN).
+
+    Args:
+        patch_size: int. Patch side `p`; patches have `p·p·3` values.
+        width: int. Token width `W`.
+        depth: int. Number of encoder blocks.
+        mlp_dim: int. MLP hidden width.
+        num_heads: int. Attention heads.
+        position_grid_size: int. Side `G` of the learned position table (16 when released).
+        layer_norm_epsilon: float. Defaults to 1e-6.
+
+    Call arguments:
+        inputs: dict with `"patches"` float `(B, N, p·p·3)` in `[-1, 1]`, `"patch_mask"`
+            `(B, N)` (1 for the first `h·w` rows), `"spatial_shapes"` int `(B, 2)` (the grid
+            `(h, w)` in patches), as `keras_siglip.preprocessing.naflex_patchify` makes them.
+        return_tokens: bool. Also return the un-pooled tokens: the result is then a dict
+            `{"tokens": (B, N, W), "pooled": (B, W)}`; only the first `h·w` token rows of an
+            example are meaningful.
+        return_intermediates: bool. Return a dict of every stage: `stem` (patch Linear),
+            `posemb` (resized table), `with_posemb`, `blockNN/{sa,+sa,mlp,+mlp}`, `encoded`,
+            `pooled`.
+
+    Example:
+    >>> tower = SigLIPNaFlexVisionEncoder(patch_size=2, width=32, depth=2, mlp_dim=37,
+    ...                                   num_heads=4, position_grid_size=4)
+    >>> inputs = {"patches": np.zeros((1, 24, 12)), "patch_mask": np.ones((1, 24)),
+    ...           "spatial_shapes": np.array([[2, 12]])}
+    >>> tower(inputs).shape
+    (1, 32)
+    """
+
+    is_naflex = True
+
+    def __init__(
+        self,
+        patch_size,
+        width,
+        depth,
+        mlp_dim,
+        num_heads,
+        position_grid_size=16,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.patch_size = int(patch_size)
+        self.width = int(width)
+        self.depth = int(depth)
+        self.mlp_dim = int(mlp_dim)
+        self.num_heads = int(num_heads)
+        self.position_grid_size = int(position_grid_size)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.patch_dim = self.patch_size * self.patch_size * 3
+
+        self.patch_embedding = keras.layers.Dense(
+            self.width,
+            kernel_initializer=keras.initializers.LecunNormal(),
+            dtype=self.dtype_policy,
+            name="patch_embedding",
+        )
+        self.position_embedding = NaFlexPositionEmbedding(
+            self.position_grid_size, dtype=self.dtype_policy, name="position_embedding"
+        )
+        self.blocks = [
+            EncoderBlock(
+                self.num_heads,
+                self.mlp_dim,
+                self.layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name=f"block_{i}",
+            )
+            for i in range(self.depth)
+        ]
+        self.encoder_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="encoder_norm"
+        )
+        self.head = MAPHead(
+            self.num_heads,
+            self.mlp_dim,
+            self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name="head",
+        )
+        self.build(None)
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        self.patch_embedding.build((None, None, self.patch_dim))
+        token_shape = (None, None, self.width)
+        self.position_embedding.build(token_shape)
+        for block in self.blocks:
+            block.build(token_shape)
+        self.encoder_norm.build(token_shape)
+        self.head.build(token_shape)
+        self.built = True
+
+    def _check_inputs(self, inputs):
+        if not isinstance(inputs, dict) or set(NAFLEX_KEYS) - set(inputs):
+            got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise ValueError(
+                f"'{self.name}' (a NaFlex tower) expects a dict with keys {list(NAFLEX_KEYS)} "
+                f"(see keras_siglip.preprocessing.naflex_patchify); received {got}."
+            )
+        patches, mask, shapes = (inputs[key] for key in NAFLEX_KEYS)
+        p, dim = self.patch_size, self.patch_dim
+        patch_shape = static_shape(patches)
+        if len(patch_shape) != 3 or patch_shape[-1] not in (None, dim):
+            raise ValueError(
+                f"`patches` must have shape (batch, num_patches, {dim}): patch_size={p} gives "
+                f"{p}*{p}*3 = {dim} values per patch (row, col, channel); received shape "
+                f"{patch_shape}."
+            )
+        batch, num_patches = patch_shape[0], patch_shape[1]
+        if num_patches == 0:
+            raise ValueError(
+                "`patches` has 0 rows: the patch budget (max_num_patches) must be at least 1."
+            )
+        mask_shape, shapes_shape = static_shape(mask), static_shape(shapes)
+        if len(mask_shape) != 2 or any(
+            a is not None and b is not None and a != b for a, b in zip(mask_shape, patch_shape)
+        ):
+            raise ValueError(
+                f"`patch_mask` must have shape (batch, num_patches) = {patch_shape[:2]}; "
+                f"received {mask_shape}."
+            )
+        if len(shapes_shape) != 2 or shapes_shape[-1] != 2 or (
+            batch is not None and shapes_shape[0] not in (None, batch)
+        ):
+            raise ValueError(
+                f"`spatial_shapes` must have shape (batch, 2) = ({batch}, 2), the patch grid "
+                f"(h, w) of each image; received {shapes_shape}."
+            )
+        if not (is_concrete(mask) and is_concrete(shapes)):
+            return
+        mask = np.asarray(ops.convert_to_numpy(mask)).astype(bool)
+        shapes = np.asarray(ops.convert_to_numpy(shapes)).astype(np.int64)
+        num_patches = mask.shape[1]
+        for i, (h, w) in enumerate(shapes):
+            if h <= 0 or w <= 0:
+                raise ValueError(
+                    f"spatial_shapes[{i}] = ({h}, {w}): a patch grid needs h > 0 and w > 0."
+                )
+            if h * w > num_patches:
+                raise ValueError(
+                    f"spatial_shapes[{i}] = ({h}, {w}) needs {h * w} patches but the inputs "
+                    f"hold only {num_patches} rows (the budget max_num_patches is too small "
+                    "for this grid)."
+                )
+            count = int(mask[i].sum())
+            if count != h * w or not mask[i, : h * w].all():
+                raise ValueError(
+                    f"patch_mask[{i}] disagrees with spatial_shapes[{i}] = ({h}, {w}): it must "
+                    f"mark exactly the first h*w = {h * w} rows, but it marks {count} rows"
+                    + ("" if count != h * w else " that are not a prefix")
+                    + "."
+                )
+
+    def call(self, inputs, return_tokens=False, return_intermediates=False):
+        self._check_inputs(inputs)
+        patches = inputs["patches"]
+        key_mask = ops.cast(inputs["patch_mask"], "bool")
+        spatial_shapes = inputs["spatial_shapes"]
+        num_patches = ops.shape(patches)[1]
+        # Zero the padded patches, so whatever they hold (even inf) cannot reach the valid
+        # rows through masked attention weights (0 * inf is NaN).
+        patches = ops.where(key_mask[..., None], ops.cast(patches, self.compute_dtype), 0.0)
+        stages = {}
+        x = stages["stem"] = self.patch_embedding(patches)
+        posemb = stages["posemb"] = self.position_embedding(spatial_shapes, num_patches=num_patches)
+        x = stages["with_posemb"] = x + posemb
+        x = _run_blocks(self.blocks, x, key_mask, stages, return_intermediates)
+        x = stages["encoded"] = self.encoder_norm(x)
+        pooled = stages["pooled"] = self.head(x, key_mask=key_mask)
+        if return_intermediates:
+            return stages
+        if return_tokens:
+            return {"tokens": x, "pooled": pooled}
+        return pooled
+
+    def compute_output_shape(self, input_shape):
+        batch = None
+        if isinstance(input_shape, dict) and "patches" in input_shape:
+            batch = input_shape["patches"][0]
+        return (batch, self.width)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "patch_size": self.patch_size,
+                "width": self.width,
+                "depth": self.depth,
+                "mlp_dim": self.mlp_dim,
+                "num_heads": self.num_heads,
+                "position_grid_size": self.position_grid_size,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
