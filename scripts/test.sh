@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 source scripts/_env.sh || exit 1
 
 reports=$(mktemp -d)
+# Two pytest workers, one test file each at a time (module fixtures are built once): most tests are
+# single-threaded eager work, so this uses both cores. KERAS_SIGLIP_WORKERS=0 runs in one process.
+workers=${KERAS_SIGLIP_WORKERS:-2}
+XDIST=""
+if [ "$workers" != "0" ]; then XDIST="-n $workers --dist loadfile"; fi
 status=0
 run() {
   local backend=$1 name=$2; shift 2
@@ -23,9 +28,9 @@ run() {
 # cores that compile time, not the arithmetic, dominates the suite (about 2x faster; numerics are
 # still checked at the same tolerances).
 XLA_FLAGS="${XLA_FLAGS:---xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true}" \
-  run jax all -m "not slow" "$@"
-run tensorflow backend -m "not slow and not backend_independent" "$@"
-run torch backend -m "not slow and not backend_independent" "$@"
+  run jax all -m "not slow" $XDIST "$@"
+run tensorflow backend -m "not slow and not backend_independent" $XDIST "$@"
+run torch backend -m "not slow and not backend_independent" $XDIST "$@"
 if [ -z "${KERAS_SIGLIP_SKIP_SLOW:-}" ]; then
   run tensorflow slow -m "slow" "$@"
 fi

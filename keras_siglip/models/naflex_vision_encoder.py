@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_siglip.layers import EncoderBlock, MAPHead, NaFlexPositionEmbedding
-from keras_siglip.models.vision_encoder import _run_blocks
+from keras_siglip.layers import MAPHead, NaFlexPositionEmbedding
+from keras_siglip.models.vision_encoder import _make_encoder, _run_blocks
 from keras_siglip.utils import is_concrete, static_shape
 
 NAFLEX_KEYS = ("patches", "patch_mask", "spatial_shapes")
@@ -86,19 +86,7 @@ class SigLIPNaFlexVisionEncoder(keras.Model):
         self.position_embedding = NaFlexPositionEmbedding(
             self.position_grid_size, dtype=self.dtype_policy, name="position_embedding"
         )
-        self.blocks = [
-            EncoderBlock(
-                self.num_heads,
-                self.mlp_dim,
-                self.layer_norm_epsilon,
-                dtype=self.dtype_policy,
-                name=f"block_{i}",
-            )
-            for i in range(self.depth)
-        ]
-        self.encoder_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="encoder_norm"
-        )
+        self.blocks, self.encoder_norm = _make_encoder(self)
         self.head = MAPHead(
             self.num_heads,
             self.mlp_dim,

@@ -83,19 +83,7 @@ class SigLIPVisionEncoder(keras.Model):
         self.position_embedding = PositionEmbedding(
             self.num_patches, dtype=self.dtype_policy, name="position_embedding"
         )
-        self.blocks = [
-            EncoderBlock(
-                self.num_heads,
-                self.mlp_dim,
-                self.layer_norm_epsilon,
-                dtype=self.dtype_policy,
-                name=f"block_{i}",
-            )
-            for i in range(self.depth)
-        ]
-        self.encoder_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="encoder_norm"
-        )
+        self.blocks, self.encoder_norm = _make_encoder(self)
         self.head = MAPHead(
             self.num_heads,
             self.mlp_dim,
@@ -197,6 +185,24 @@ class SigLIPVisionEncoder(keras.Model):
             }
         )
         return config
+
+
+def _make_encoder(tower):
+    """The `depth` encoder blocks and the final LayerNorm of a tower (shared by all three)."""
+    blocks = [
+        EncoderBlock(
+            tower.num_heads,
+            tower.mlp_dim,
+            tower.layer_norm_epsilon,
+            dtype=tower.dtype_policy,
+            name=f"block_{i}",
+        )
+        for i in range(tower.depth)
+    ]
+    norm = keras.layers.LayerNormalization(
+        epsilon=tower.layer_norm_epsilon, dtype=tower.dtype_policy, name="encoder_norm"
+    )
+    return blocks, norm
 
 
 def _run_blocks(blocks, x, key_mask, stages, return_intermediates):
