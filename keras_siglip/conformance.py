@@ -11,6 +11,10 @@ A kit is a folder with three files, readable with NumPy alone (see docs/conforma
 first stage, in the manifest's order, whose error exceeds its tolerance. `keras_fn` and
 `transformers_fn` are the two adapters the command line offers.
 
+Preset kits (`build_preset_kit`) use a released checkpoint found in the weights cache instead of
+random parameters: their manifest points at it (`checkpoint`: preset, hf_id, big_vision_file,
+local file, sha256) and `load_kit` reads it back, after checking the sha256.
+
 Stages are the oracle's intermediates, prefixed by tower: `img/stem`, `img/with_posemb`,
 `img/block00/sa`, `img/block00/+sa`, `img/block00/mlp`, `img/block00/+mlp`, ..., `img/encoded`,
 `img/pooled` (MAP head), `txt/embedded`, ..., `txt/pre_logits`, `txt/pooled`, then `zimg`,
@@ -63,21 +67,15 @@ DEFAULT_KITS = ("fixture_like", "odd_nonsquare", "naflex")
 # Deterministic .npz writing (np.savez stamps the current time into the zip).
 
 
-def _npz_bytes(arrays):
-    """The bytes of an uncompressed `.npz` holding `arrays` in order, with fixed timestamps."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+def _write_npz(target, arrays):
+    """Write an uncompressed `.npz` (a path or a binary file) one member at a time."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
             member = io.BytesIO()
             np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
-
-
-def _sha256(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------------------
@@ -90,7 +88,8 @@ def _block_shapes(prefix, width, mlp_dim, num_heads):
     for ln in ("LayerNorm_0", "LayerNorm_1"):
         shapes[f"{prefix}/{ln}/scale"] = (width,)
         shapes[f"{prefix}/{ln}/bias"] = (width,)
-    shapes.update(_attention_shapes(f"{prefix}/MultiHeadDotProductAttention_0", width, num_heads, head_dim))
+    attention = f"{prefix}/MultiHeadDotProductAttention_0"
+    shapes.update(_attention_shapes(attention, width, num_heads, head_dim))
     shapes.update(_mlp_shapes(f"{prefix}/MlpBlock_0", width, mlp_dim))
     return shapes
 
@@ -129,7 +128,8 @@ def tree_shapes(config):
         shapes["img/pos_embedding"] = (1, (h // p) * (wi // p), w)
     shapes["img/embedding/bias"] = (w,)
     for i in range(v["depth"]):
-        shapes.update(_block_shapes(f"img/Transformer/encoderblock_{i}", w, v["mlp_dim"], v["num_heads"]))
+        block = f"img/Transformer/encoderblock_{i}"
+        shapes.update(_block_shapes(block, w, v["mlp_dim"], v["num_heads"]))
     shapes["img/Transformer/encoder_norm/scale"] = (w,)
     shapes["img/Transformer/encoder_norm/bias"] = (w,)
     shapes["img/MAPHead_0/probe"] = (1, 1, w)
@@ -142,7 +142,8 @@ def tree_shapes(config):
     shapes["txt/Embed_0/embedding"] = (t["vocabulary_size"], tw)
     shapes["txt/pos_embedding"] = (1, t["sequence_length"], tw)
     for i in range(t["depth"]):
-        shapes.update(_block_shapes(f"txt/Encoder_0/encoderblock_{i}", tw, t["mlp_dim"], t["num_heads"]))
+        block = f"txt/Encoder_0/encoderblock_{i}"
+        shapes.update(_block_shapes(block, tw, t["mlp_dim"], t["num_heads"]))
     shapes["txt/Encoder_0/encoder_norm/scale"] = (tw,)
     shapes["txt/Encoder_0/encoder_norm/bias"] = (tw,)
     if t.get("use_head", True):
@@ -258,13 +259,7 @@ def _tolerance(name, value):
     return RTOL[kind] * scale
 
 
-def build_kit(name="fixture_like", seed=0):
-    """An in-memory kit `{"manifest", "params", "inputs", "expected"}` for a tiny config.
-
-    `name` is a key of `keras_siglip.testing.TINY_CONFIGS` or `"naflex"`.
-    """
-    config, params, inputs = _tiny_params_and_inputs(name, seed)
-    expected = oracle_stages(params, inputs)
+def _stage_entries(expected, inputs):
     stages = []
     for stage, value in expected.items():
         rows = None
@@ -279,6 +274,20 @@ def build_kit(name="fixture_like", seed=0):
                 "valid_rows": rows,
             }
         )
+    return stages
+
+
+_TOLERANCE_RULE = "max|actual - expected| <= atol (valid_rows: only rows where that input is 1)"
+
+
+def build_kit(name="fixture_like", seed=0):
+    """An in-memory kit `{"manifest", "params", "inputs", "expected"}` for a tiny config.
+
+    `name` is a key of `keras_siglip.testing.TINY_CONFIGS` or `"naflex"`.
+    """
+    config, params, inputs = _tiny_params_and_inputs(name, seed)
+    expected = oracle_stages(params, inputs)
+    stages = _stage_entries(expected, inputs)
     manifest = {
         "format": KIT_FORMAT,
         "config_name": name,
@@ -290,10 +299,10 @@ def build_kit(name="fixture_like", seed=0):
             "names": "big_vision (SPEC §10.1), per-block, float32",
         },
         "l2_epsilon": 1e-8,
-        "tolerance_rule": "max|actual - expected| <= atol (valid_rows: only rows where that "
-        "input is 1)",
+        "tolerance_rule": _TOLERANCE_RULE,
         "params": [_describe(f"params/{k}", v) for k, v in params.items()],
         "inputs": [_describe(f"inputs/{k}", v) for k, v in inputs.items()],
+        "stage_order": [s["name"] for s in stages],
         "stages": stages,
     }
     return {"manifest": manifest, "params": params, "inputs": inputs, "expected": expected}
@@ -304,14 +313,25 @@ def _describe(key, value):
 
 
 def _arrays(kit, float32=False):
+    # A preset kit points at its checkpoint instead of holding the parameters.
+    groups = ("inputs", "expected") if "checkpoint" in kit["manifest"] else (
+        "params", "inputs", "expected")
     arrays = {}
-    for group in ("params", "inputs", "expected"):
+    for group in groups:
         for key, value in kit[group].items():
             value = np.asarray(value)
             if float32 and value.dtype.kind == "f":
                 value = value.astype(np.float32)
             arrays[f"{group}/{key}"] = value
     return arrays
+
+
+def _file_sha256(path, chunk=1 << 24):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_kit(kit, out_dir):
@@ -321,38 +341,280 @@ def write_kit(kit, out_dir):
     manifest = dict(kit["manifest"])
     files = {}
     for filename, float32 in (("kit.npz", False), ("kit_float32.npz", True)):
-        data = _npz_bytes(_arrays(kit, float32))
-        (out_dir / filename).write_bytes(data)
-        files[filename] = {"sha256": _sha256(data), "expected_dtype": "float32" if float32 else "float64"}
+        _write_npz(out_dir / filename, _arrays(kit, float32))
+        dtype = "float32" if float32 else "float64"
+        files[filename] = {"sha256": _file_sha256(out_dir / filename), "expected_dtype": dtype}
     manifest["files"] = files
     text = json.dumps(manifest, indent=1) + "\n"
     (out_dir / "manifest.json").write_text(text)
     return out_dir
 
 
-def write_preset_kit(preset, out_dir):
-    """A preset kit needs the checkpoint: refuse clearly when it is not available offline."""
+# --------------------------------------------------------------------------------------
+# Preset kits: the released checkpoint, found in the weights cache, instead of random params.
+
+PRESET_BATCH = 2  # full-size per-block intermediates are large; the loss still has pairs i != j
+
+
+class KitWeightsError(ValueError):
+    """A preset kit's checkpoint is not the one the kit was computed from (sha256 mismatch)."""
+
+
+def _download_hint(info, places):
+    where = "\n  ".join(str(p) for p in places)
+    from keras_siglip.presets import cache_dir
+
+    return (
+        f"Download the big_vision checkpoint {info.get('big_vision_file')} (or the transformers "
+        f"checkpoint https://huggingface.co/{info.get('hf_id')}) and put it at one of:\n  "
+        f"{where}\n(the cache folder is {cache_dir()}; set KERAS_SIGLIP_CACHE to change it)."
+    )
+
+
+def _checkpoint_format(path):
+    path = Path(path)
+    if path.suffix == ".keras":
+        return "keras"
+    if path.suffix == ".npz" and path.is_file():
+        return "big_vision"
+    if path.is_dir():
+        return "transformers"
+    return None
+
+
+def find_preset_weights(preset):
+    """`(path, format)` of the preset's checkpoint in the cache (`weights_candidates`).
+
+    A big_vision `.npz` or a transformers folder is used; a `.keras` file alone is refused (a
+    kit must point at a published checkpoint, whose bytes anyone can hash). Missing weights
+    raise `FileNotFoundError` naming the file to download and where to put it.
+    """
     from keras_siglip.presets import preset_info, weights_candidates
 
     info = preset_info(preset)
-    found = [p for p in weights_candidates(preset) if Path(p).exists()]
-    if not found:
-        raise FileNotFoundError(
-            f"Weights of preset {preset!r} ({info.get('hf_id')}) are not available offline; put "
-            "them at one of: " + ", ".join(str(p) for p in weights_candidates(preset))
+    candidates = weights_candidates(preset)
+    keras_files = []
+    for path in candidates:
+        if not path.exists():
+            continue
+        kind = _checkpoint_format(path)
+        if kind == "keras":
+            keras_files.append(path)
+        elif kind is not None:
+            return path, kind
+    usable = [p for p in candidates if p.suffix != ".keras"]
+    if keras_files:
+        raise ValueError(
+            f"Only a .keras file was found for preset {preset!r} ({keras_files[0]}): preset kits "
+            "point at the published checkpoint (a big_vision .npz or a transformers folder) and "
+            "record its sha256, which a .keras re-save cannot stand for. "
+            + _download_hint(info, usable)
         )
-    raise NotImplementedError(
-        f"Preset kits are not implemented yet (the float64 oracle is too slow for full-size "
-        f"towers); weights found at {found[0]}."
+    raise FileNotFoundError(
+        f"No weights for preset {preset!r} in the cache, so no kit can be computed. "
+        + _download_hint(info, usable)
     )
+
+
+def checkpoint_hashes(path, kind):
+    """`{file name: sha256}`: the `.npz` itself, or each safetensors file of a folder, sorted."""
+    path = Path(path)
+    if kind == "transformers":
+        files = sorted(p for p in path.iterdir() if p.name.endswith(".safetensors"))
+        if not files:
+            raise FileNotFoundError(f"No safetensors file in the transformers folder {path}.")
+        return {p.name: _file_sha256(p) for p in files}
+    return {path.name: _file_sha256(path)}
+
+
+def read_checkpoint_tree(path, kind):
+    """The checkpoint as a flat big_vision tree (float32, per-block)."""
+    if kind == "transformers":
+        # The transformers folder -> canonical tree goes through the converter's checks.
+        from keras_siglip.convert import load_transformers, model_to_tree
+
+        tree = model_to_tree(load_transformers(path))
+    else:
+        from keras_siglip.convert.big_vision import read_tree
+
+        tree = read_tree(path)
+    return {name: np.asarray(value, np.float32) for name, value in sorted(tree.items())}
+
+
+def _preset_config(preset, tree):
+    """The kit config of a checkpoint tree, checked against the preset's architecture."""
+    from keras_siglip.convert.big_vision import fit_position_embedding, infer_architecture
+    from keras_siglip.presets import architecture_kwargs
+
+    info, vision_want, text_want = architecture_kwargs(preset)
+    image_size = None if info["naflex"] else info["image_size"]
+    naflex, vision, text = infer_architecture(tree, image_size)
+    problems = []
+    if naflex != info["naflex"]:
+        problems.append(f"naflex: checkpoint {naflex}, preset {info['naflex']}")
+    for tower, got, want in (("vision", vision, vision_want), ("text", text, text_want)):
+        for key in ("patch_size", "width", "depth", "mlp_dim", "num_heads", "vocabulary_size",
+                    "sequence_length", "position_grid_size"):
+            if key in want and key in got and int(got[key]) != int(want[key]):
+                problems.append(f"{tower} {key}: checkpoint {got[key]}, preset {want[key]}")
+    if problems:
+        raise ValueError(
+            f"The checkpoint does not have the architecture of preset {preset!r}: "
+            + "; ".join(problems) + "."
+        )
+    if not naflex:
+        fit_position_embedding(tree, vision["image_size"], vision["patch_size"])  # raises
+        vision["image_size"] = [int(s) for s in vision["image_size"]]
+    config = {
+        "naflex": bool(naflex),
+        "vision": {k: (v if isinstance(v, list) else int(v)) for k, v in vision.items()},
+        "text": {k: (v if v is None or isinstance(v, bool) else int(v)) for k, v in text.items()},
+    }
+    if naflex:
+        config["max_num_patches"] = int(info["max_num_patches"])
+    return config
+
+
+def naflex_preset_grids(max_num_patches):
+    """Two grids for a NaFlex preset kit: one off-square and padded, one square and full-ish."""
+    side = math.isqrt(max_num_patches)
+    return ((side - side // 4, side + side // 4), (side, side))
+
+
+def _preset_inputs(config, seed, batch=PRESET_BATCH):
+    rng = np.random.default_rng([seed, 7])
+    vision, text = config["vision"], config["text"]
+    inputs = {}
+    if config["naflex"]:
+        dim = vision["patch_size"] ** 2 * 3
+        budget = config["max_num_patches"]
+        grids = naflex_preset_grids(budget)[:batch]
+        patches = np.zeros((len(grids), budget, dim), np.float32)
+        mask = np.zeros((len(grids), budget), np.int32)
+        for i, (h, w) in enumerate(grids):
+            patches[i, : h * w] = rng.uniform(-1, 1, (h * w, dim))
+            mask[i, : h * w] = 1
+        inputs.update(patches=patches, patch_mask=mask,
+                      spatial_shapes=np.asarray(grids, np.int32))
+    else:
+        h, w = vision["image_size"]
+        inputs["images"] = rng.uniform(-1, 1, (batch, h, w, 3)).astype(np.float32)
+    inputs["token_ids"] = rng.integers(
+        0, text["vocabulary_size"], (batch, text["sequence_length"])
+    ).astype(np.int32)
+    return inputs
+
+
+def build_preset_kit(preset, seed=0):
+    """An in-memory kit for a preset, from its checkpoint in the cache (see `find_preset_weights`).
+
+    The manifest's `checkpoint` entry points at the weights (preset, hf_id, big_vision_file, the
+    local file name, the sha256 of the file(s)); `params` holds the tree in memory but
+    `write_kit` does not write it. Inputs: `PRESET_BATCH` images at the preset's resolution (or
+    NaFlex patches within its patch budget) and token ids of its length, from `seed`.
+    """
+    from keras_siglip.presets import cache_dir, preset_info
+
+    info = preset_info(preset)
+    path, kind = find_preset_weights(preset)
+    hashes = checkpoint_hashes(path, kind)
+    params = read_checkpoint_tree(path, kind)
+    config = _preset_config(preset, params)
+    inputs = _preset_inputs(config, seed)
+    expected = oracle_stages(params, inputs)
+    stages = _stage_entries(expected, inputs)
+    try:
+        local = str(Path(path).relative_to(cache_dir()))
+    except ValueError:
+        local = Path(path).name
+    manifest = {
+        "format": KIT_FORMAT,
+        "config_name": preset,
+        "seed": int(seed),
+        "config": config,
+        "checkpoint": {
+            "preset": preset,
+            "hf_id": info.get("hf_id"),
+            "big_vision_file": info.get("big_vision_file"),
+            "file": local,
+            "format": kind,
+            "sha256": hashes,
+        },
+        "parameters": {
+            "source": f"the {preset} checkpoint (see checkpoint; not stored in the kit)",
+            "names": "big_vision (SPEC §10.1), per-block, float32",
+        },
+        "l2_epsilon": 1e-8,
+        "tolerance_rule": _TOLERANCE_RULE,
+        "params": [_describe(f"params/{k}", v) for k, v in params.items()],
+        "inputs": [_describe(f"inputs/{k}", v) for k, v in inputs.items()],
+        "stage_order": [s["name"] for s in stages],
+        "stages": stages,
+    }
+    return {"manifest": manifest, "params": params, "inputs": inputs, "expected": expected}
+
+
+def write_preset_kit(preset, out_dir, seed=0):
+    """Build a preset kit and write it; nothing is written when the weights are missing."""
+    kit = build_preset_kit(preset, seed)
+    return write_kit(kit, out_dir)
+
+
+def locate_checkpoint(manifest, weights=None):
+    """`(path, format)` of a preset kit's checkpoint: `weights`, else the cache.
+
+    The cache lookup tries the manifest's `file` in `cache_dir()`, then the preset's other
+    candidate places of the same format. Missing weights raise `FileNotFoundError` naming what
+    to download and where to put it.
+    """
+    from keras_siglip.presets import PRESETS, cache_dir, weights_candidates
+
+    pointer = manifest["checkpoint"]
+    kind = pointer["format"]
+    if weights is not None:
+        return Path(weights), kind
+    places = [cache_dir() / pointer["file"]]
+    if pointer["preset"] in PRESETS:
+        places += [p for p in weights_candidates(pointer["preset"])
+                   if p not in places and p.suffix != ".keras"]
+    for path in places:
+        if path.exists() and _checkpoint_format(path) == kind:
+            return path, kind
+    raise FileNotFoundError(
+        f"The kit points at the {kind} checkpoint of preset {pointer['preset']!r} "
+        f"({pointer['file']}), which is not in the cache. "
+        + _download_hint(pointer, places[:1])
+    )
+
+
+def checkpoint_params(manifest, weights=None):
+    """The parameters of a preset kit: locate the checkpoint, check its sha256, read it."""
+    path, kind = locate_checkpoint(manifest, weights)
+    want = manifest["checkpoint"]["sha256"]
+    got = checkpoint_hashes(path, kind)
+    if got != want:
+        bad = sorted(set(want) | set(got))
+        lines = [f"  {n}: kit {want.get(n, '(absent)')}, found {got.get(n, '(absent)')}"
+                 for n in bad if want.get(n) != got.get(n)]
+        raise KitWeightsError(
+            f"sha256 mismatch: {path} is not the checkpoint this kit was computed from (preset "
+            f"{manifest['checkpoint']['preset']!r}, {manifest['checkpoint']['hf_id']}):\n"
+            + "\n".join(lines)
+            + "\nRe-download the checkpoint or regenerate the kit against this one."
+        )
+    return read_checkpoint_tree(path, kind)
 
 
 # --------------------------------------------------------------------------------------
 # Reading and verifying.
 
 
-def load_kit(path, float32=False):
-    """Read a kit folder (or pass an in-memory kit through) to `{"manifest", "params", ...}`."""
+def load_kit(path, float32=False, weights=None):
+    """Read a kit folder (or pass an in-memory kit through) to `{"manifest", "params", ...}`.
+
+    A preset kit's parameters come from its checkpoint (`checkpoint_params`): found in the cache
+    (or at `weights`), checked against the manifest's sha256, then read.
+    """
     if isinstance(path, dict):
         return path
     path = Path(path)
@@ -362,6 +624,8 @@ def load_kit(path, float32=False):
         for key in data.files:
             group, name = key.split("/", 1)
             kit[group][name] = data[key]
+    if "checkpoint" in manifest:
+        kit["params"] = checkpoint_params(manifest, weights)
     return kit
 
 
@@ -527,7 +791,8 @@ def keras_fn(kit, model=None):
         loss, grads = _value_and_grads(sigmoid_loss, stages["zimg"], stages["ztxt"], t, b)
         stages["loss"] = loss
         stages["grad_zimg"], stages["grad_ztxt"] = grads[0], grads[1]
-        stages["grad_t_param"], stages["grad_b"] = np.reshape(grads[2], ()), np.reshape(grads[3], ())
+        stages["grad_t_param"] = np.reshape(grads[2], ())
+        stages["grad_b"] = np.reshape(grads[3], ())
         return stages
 
     return fn
@@ -830,7 +1095,7 @@ def transformers_fn(kit, variant=None, model=None):
 def run_vectors(out_dir, tiny=None, preset=None, seed=0):
     """`python -m keras_siglip vectors`: write one kit (or the default set when nothing given)."""
     if preset is not None:
-        return write_preset_kit(preset, out_dir)
+        return [write_preset_kit(preset, out_dir, seed)]
     names = [tiny] if tiny else list(DEFAULT_KITS)
     written = []
     for name in names:
@@ -840,23 +1105,53 @@ def run_vectors(out_dir, tiny=None, preset=None, seed=0):
     return written
 
 
+class _ChildReport:
+    """The outcome of a verification run in a child process (its report is already printed)."""
+
+    def __init__(self, returncode):
+        self.ok = returncode == 0
+        self.first_failure = None if self.ok else "(see above)"
+
+
 def run_verify(kit_path, against="keras", backend=None, variant=None):
-    """`python -m keras_siglip verify`: print the report; exit status 1 on a failing stage."""
-    if backend is not None:
-        current = os.environ.get("KERAS_BACKEND")
+    """`python -m keras_siglip verify`: print the report; `.ok` is False on a failing stage.
+
+    Keras fixes its backend when first imported (importing keras_siglip does), so a `backend`
+    other than the current one reruns the command in a child process with `KERAS_BACKEND` set.
+    """
+    if backend is not None and against == "keras":
+        import keras
+
+        if keras.backend.backend() != backend:
+            import subprocess
+            import sys
+
+            command = [sys.executable, "-m", "keras_siglip", "verify", str(kit_path),
+                       "--against", against]
+            if variant:
+                command += ["--variant", variant]
+            env = {**os.environ, "KERAS_BACKEND": backend}
+            return _ChildReport(subprocess.call(command, env=env))
+    try:
+        kit = load_kit(kit_path)
+    except (KitWeightsError, FileNotFoundError) as error:  # a preset kit's checkpoint
         import sys
 
-        if "keras" in sys.modules and current not in (None, backend):
-            raise RuntimeError(f"Keras is already imported with backend {current!r}.")
-        os.environ["KERAS_BACKEND"] = backend
-    kit = load_kit(kit_path)
+        print(f"error: {error}", file=sys.stderr)
+        return _ChildReport(1)
     if against == "keras":
+        import keras
+
+        print(f"keras-siglip on the {keras.backend.backend()} backend")
         model = None
         if variant:
             model = keras_model(kit)
             break_keras_model(model, variant)
         fn = keras_fn(kit, model)
     elif against == "transformers":
+        import transformers
+
+        print(f"transformers {transformers.__version__} (torch, eager attention, float32)")
         fn = transformers_fn(kit, variant)
     else:
         raise ValueError(f"--against must be 'keras' or 'transformers', got {against!r}")

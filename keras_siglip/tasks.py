@@ -170,11 +170,12 @@ def class_embeddings(model, tokenizer, class_names, templates=("a photo of a {}.
 
     Each class name is put into every template (`template.format(name)`); the
     `C x T` prompts are encoded and normalised, averaged over the templates of
-    each class, and the mean is normalised again. This is the prompt
-    ensembling of CLIP and of big_vision's zero-shot evaluator: averaging
-    embeddings (rather than probabilities) gives one direction per class, so
-    a class is scored by one cosine, and renormalising keeps that cosine in
-    `[-1, 1]`, the range the learned scale and bias were trained on.
+    each class, and the mean is normalised again: CLIP's prompt ensembling.
+    Averaging embeddings (rather than per-template probabilities) gives one
+    direction per class, scored by one cosine; renormalising puts it back on
+    the unit sphere, the scale the learned `logit_scale` and `logit_bias`
+    were trained on. The probability is thus that of the averaged prompt, not
+    the mean of the per-template probabilities.
     """
     if isinstance(templates, str):
         templates = (templates,)

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_env.sh
 export KERAS_BACKEND=${KERAS_BACKEND:-jax}
-exec "$PY" -m keras_siglip check "$@"
+exec "$PY" -m keras_siglip demo "$@"

@@ -5,8 +5,6 @@ import math
 import keras
 from keras import ops
 
-from keras_siglip.models.text_encoder import SigLIPTextEncoder
-from keras_siglip.models.vision_encoder import SigLIPVisionEncoder
 from keras_siglip.utils import compiled_call, is_concrete
 
 
