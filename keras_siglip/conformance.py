@@ -162,28 +162,12 @@ def random_params(config, seed=0):
     biases `N(0, 0.1)`, fan-in-scaled kernels, `t = log 10`, `b = -2`, perturbed), with the
     patch, token and position embeddings scaled by `EMBEDDING_SCALE`.
     """
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shape in sorted(tree_shapes(config).items()):
-        leaf = name.rsplit("/", 1)[-1]
-        if leaf == "scale":
-            value = 1.0 + 0.1 * rng.standard_normal(shape)
-        elif leaf == "bias":
-            value = 0.1 * rng.standard_normal(shape)
-        elif name == "t":
-            value = math.log(10.0) + 0.1 * rng.standard_normal(shape)
-        elif name == "b":
-            value = -2.0 + 0.1 * rng.standard_normal(shape)
-        elif leaf in ("embedding", "pos_embedding", "probe"):
-            value = rng.standard_normal(shape)
-        else:
-            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else shape[0]
-            if name.endswith("/out/kernel"):
-                fan_in = shape[0] * shape[1]
-            value = rng.standard_normal(shape) / math.sqrt(max(fan_in, 1))
-        if name in _SMALL_EMBEDDINGS:
-            value = value * EMBEDDING_SCALE
-        params[name] = value.astype(np.float32)
+    from keras_siglip.testing import random_values
+
+    params = random_values(sorted(tree_shapes(config).items()), seed)
+    for name in _SMALL_EMBEDDINGS:
+        if name in params:
+            params[name] = (params[name] * EMBEDDING_SCALE).astype(np.float32)
     return params
 
 

@@ -43,17 +43,18 @@ def build_tiny(name, seed=0, **model_kwargs):
     return model
 
 
-def random_tree(model, seed=0, std=0.2):
-    """Non-trivial random values for every parameter, keyed by big_vision name.
+def random_values(shapes, seed=0, kernel_std=1.0):
+    """Non-trivial random float32 values for `(big_vision name, shape)` pairs, drawn in order.
 
     LayerNorm scales are `1 + N(0, 0.1)`, biases `N(0, 0.1)`, kernels
-    `N(0, std)` scaled by fan-in so activations stay O(1); `t = log 10`
-    perturbed, `b = -2` perturbed (so the loss is not saturated).
+    `N(0, kernel_std^2)` divided by sqrt(fan-in) so activations stay O(1);
+    embeddings and the MAP probe `N(0, 1)`; `t = log 10` and `b = -2`, both
+    perturbed (so the loss is not saturated).
     """
     rng = np.random.default_rng(seed)
-    tree = {}
-    for name, var in tree_entries(model):
-        shape = tuple(var.shape)
+    values = {}
+    for name, shape in shapes:
+        shape = tuple(shape)
         leaf = name.rsplit("/", 1)[-1]
         if leaf == "scale":
             value = 1.0 + 0.1 * rng.standard_normal(shape)
@@ -66,12 +67,18 @@ def random_tree(model, seed=0, std=0.2):
         elif leaf in ("embedding", "pos_embedding", "probe"):
             value = rng.standard_normal(shape)
         else:
-            fan_in = int(np.prod(shape[:-1])) if leaf == "kernel" and len(shape) > 1 else shape[0]
-            if "/out/kernel" in name:
+            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else shape[0]
+            if name.endswith("/out/kernel"):
                 fan_in = shape[0] * shape[1]
-            value = std * 5.0 * rng.standard_normal(shape) / math.sqrt(max(fan_in, 1))
-        tree[name] = value.astype(np.float32)
-    return tree
+            value = kernel_std * rng.standard_normal(shape) / math.sqrt(max(fan_in, 1))
+        values[name] = value.astype(np.float32)
+    return values
+
+
+def random_tree(model, seed=0, std=0.2):
+    """`random_values` for every parameter of `model` (kernel std `5 * std`)."""
+    shapes = [(name, var.shape) for name, var in tree_entries(model)]
+    return random_values(shapes, seed, kernel_std=5.0 * std)
 
 
 def randomize_weights(model, seed=0):
