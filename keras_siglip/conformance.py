@@ -857,32 +857,6 @@ def _check_variant(variant):
 # Adapter: Hugging Face transformers (SiglipModel / Siglip2Model, eager attention, torch).
 
 
-def transformers_state_dict(tree, text_width=None):
-    """A big_vision tree to `SiglipModel` / `Siglip2Model` state-dict arrays (float32).
-
-    Uses the mapping table of `keras_siglip.convert.transformers` (`transformers_name`);
-    the MAP head's q, k, v are packed into `in_proj_weight` / `in_proj_bias` in that order.
-    """
-    from keras_siglip.convert.transformers import transformers_name
-
-    state, packed = {}, {}
-    for name, value in tree.items():
-        value = np.asarray(value, np.float32)
-        hf, transform, slot = transformers_name(name, value.shape)
-        array = np.ascontiguousarray(transform.to_hf(value), dtype=np.float32)
-        if slot is None:
-            state[hf] = array
-        else:
-            packed.setdefault(hf, {})[slot] = array
-    for hf, parts in packed.items():
-        state[hf] = np.concatenate([parts[s] for s in sorted(parts)], axis=0)
-    if "txt/head/kernel" not in tree and text_width is not None:
-        # transformers always has a text head; big_vision's i18n So400m has none.
-        state["text_model.head.weight"] = np.eye(text_width, dtype=np.float32)
-        state["text_model.head.bias"] = np.zeros((text_width,), np.float32)
-    return state
-
-
 def transformers_model(kit, variant=None):
     """A transformers `SiglipModel` (or `Siglip2Model` for NaFlex kits) with the kit's params.
 
@@ -948,7 +922,10 @@ def transformers_model(kit, variant=None):
         embeddings.register_buffer(
             "position_ids", torch.arange(num_positions).expand((1, -1)), persistent=False
         )
-    state = transformers_state_dict(params, text["width"])
+
+    from keras_siglip.convert.transformers import tree_to_state_dict
+
+    state = tree_to_state_dict(params, text["width"])
     missing, unexpected = model.load_state_dict(
         {k: torch.from_numpy(v) for k, v in state.items()}, strict=False
     )

@@ -198,16 +198,16 @@ def _layout(model):
 # Keras -> transformers.
 
 
-def model_to_state_dict(model, progress=None):
-    """The weights of a `SigLIP` (or a tower) as a transformers state dict of float32 arrays.
+def tree_to_state_dict(tree, text_width=None):
+    """A big_vision tree as a transformers state dict of float32 arrays (one table, `transformers_name`).
 
-    Names carry the `vision_model.` / `text_model.` prefix of `SiglipModel`;
-    `save_transformers` strips it for tower checkpoints. A model without a
-    text head gets the identity head that transformers needs (`eye`, zeros).
+    The MAP head's q, k, v are packed into `in_proj_weight` / `in_proj_bias` in
+    that order. A tree without `txt/head` gets the identity head transformers
+    needs (`eye(text_width)`, zeros) when `text_width` is given.
     """
-    tree = model_to_tree(model, progress)
     state, packed = {}, {}
     for bv_name, value in tree.items():
+        value = np.asarray(value, np.float32)
         hf, transform, slot = transformers_name(bv_name, value.shape)
         array = np.ascontiguousarray(transform.to_hf(value), dtype=np.float32)
         if slot is None:
@@ -216,12 +216,23 @@ def model_to_state_dict(model, progress=None):
             packed.setdefault(hf, {})[slot] = array
     for hf, parts in packed.items():
         state[hf] = np.concatenate([parts[slot] for slot in range(_PACKED)], axis=0)
-    text = _text_tower(model)
-    if text is not None and text.head is None:
+    if "txt/head/kernel" not in tree and text_width is not None:
         # big_vision's So400m/16-i18n has no txt/head; transformers always has one.
-        state["text_model.head.weight"] = np.eye(text.width, dtype=np.float32)
-        state["text_model.head.bias"] = np.zeros((text.width,), np.float32)
+        state["text_model.head.weight"] = np.eye(text_width, dtype=np.float32)
+        state["text_model.head.bias"] = np.zeros((text_width,), np.float32)
     return state
+
+
+def model_to_state_dict(model, progress=None):
+    """The weights of a `SigLIP` (or a tower) as a transformers state dict of float32 arrays.
+
+    Names carry the `vision_model.` / `text_model.` prefix of `SiglipModel`;
+    `save_transformers` strips it for tower checkpoints. A model without a
+    text head gets the identity head that transformers needs (`eye`, zeros).
+    """
+    text = _text_tower(model)
+    text_width = text.width if text is not None and text.head is None else None
+    return tree_to_state_dict(model_to_tree(model, progress), text_width)
 
 
 def _text_tower(model):
