@@ -7,17 +7,21 @@ import keras
 
 from keras_siglip.layers import (
     EncoderBlock,
+    Linear,
     MAPHead,
     MLPBlock,
     MultiHeadAttention,
     PatchEmbedding,
     PositionEmbedding,
 )
+from keras_siglip.layers.attention import heads_major_attention
 from tests._grad import to_numpy
 
 LAYERS = [
     (lambda: PatchEmbedding(patch_size=4, hidden_dim=12), (2, 13, 9, 3)),
     (lambda: PositionEmbedding(sequence_length=6), (2, 6, 10)),
+    (lambda: Linear((3, 4)), (2, 5, 10)),
+    (lambda: Linear(6, input_axes=2), (2, 5, 3, 4)),
     (lambda: MLPBlock(mlp_dim=7), (2, 5, 10)),
     (lambda: MultiHeadAttention(num_heads=5), (2, 5, 10)),
     (lambda: EncoderBlock(num_heads=2, mlp_dim=7), (2, 5, 10)),
@@ -111,3 +115,60 @@ def test_position_embedding_length_mismatch():
 def test_attention_width_must_split_into_heads():
     with pytest.raises(ValueError, match="not divisible by num_heads=3"):
         MultiHeadAttention(num_heads=3)(np.zeros((1, 2, 10), np.float32))
+
+
+@pytest.mark.parametrize(
+    "output_shape,input_axes,shape", [((3, 4), 1, (2, 5, 10)), (6, 2, (2, 5, 3, 4)), (7, 1, (4, 9))]
+)
+def test_linear_matches_numpy_einsum(output_shape, input_axes, shape):
+    layer = Linear(output_shape, input_axes=input_axes)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    layer.build(shape)
+    kernel = rng.standard_normal(layer.kernel.shape).astype(np.float32)
+    bias = rng.standard_normal(layer.bias.shape).astype(np.float32)
+    layer.set_weights([kernel, bias])
+    expected = np.tensordot(x, kernel, axes=input_axes) + bias
+    np.testing.assert_allclose(to_numpy(layer(x)), expected, atol=1e-5)
+
+
+def _attention_numpy(q, k, v, mask):
+    """Plain per-example, per-head softmax attention in float64."""
+    q, k, v = (a.astype(np.float64) for a in (q, k, v))
+    out = np.zeros_like(q)
+    for b in range(q.shape[0]):
+        for h in range(q.shape[2]):
+            logits = q[b, :, h] @ k[b, :, h].T / np.sqrt(q.shape[-1])
+            logits = np.where(mask[b][None, :], logits, -np.inf)
+            weights = np.exp(logits - logits.max(-1, keepdims=True))
+            weights /= weights.sum(-1, keepdims=True)
+            out[b, :, h] = weights @ v[b, :, h]
+    return out
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_heads_major_attention_matches_numpy_and_fused_op(use_mask):
+    """The XLA path (heads-major matmuls) and `ops.dot_product_attention` (torch's path) agree."""
+    rng = np.random.default_rng(6)
+    q = rng.standard_normal((2, 5, 3, 8)).astype(np.float32)
+    k, v = (rng.standard_normal((2, 7, 3, 8)).astype(np.float32) for _ in range(2))
+    mask = np.ones((2, 7), bool)
+    if use_mask:
+        mask[0, 4:] = False
+        mask[1, 1] = False
+        k[0, 4:] = 1e4  # masked keys may hold anything
+    expected = _attention_numpy(q, k, v, mask)
+    keras_mask = mask[:, None, None, :] if use_mask else None
+    np.testing.assert_allclose(to_numpy(heads_major_attention(q, k, v, keras_mask)), expected, atol=1e-5)
+    fused = keras.ops.dot_product_attention(q, k, v, mask=keras_mask)
+    np.testing.assert_allclose(to_numpy(fused), expected, atol=1e-5)
+
+
+def test_linear_mixed_bfloat16_computes_in_bfloat16():
+    layer = Linear(6, dtype="mixed_bfloat16")
+    x = np.random.default_rng(7).standard_normal((3, 10)).astype(np.float32)
+    out = layer(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    kernel, bias = (to_numpy(w) for w in layer.weights)
+    assert kernel.dtype == np.float32  # variables stay float32
+    np.testing.assert_allclose(to_numpy(keras.ops.cast(out, "float32")), x @ kernel + bias, atol=0.05)

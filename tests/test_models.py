@@ -131,6 +131,20 @@ def test_compiled_forward_matches_oracle():
     np.testing.assert_allclose(predicted["logits"], oracle["logits"], atol=TOL)
 
 
+def test_encode_is_a_compiled_inference_path():
+    model = build_tiny("fixture_like", seed=3)
+    images, ids = _inputs(model, 3)
+    backend = keras.backend.backend()
+    embeddings = model.encode_images(images)
+    texts = model.encode_texts(ids)
+    if backend == "torch":
+        assert not embeddings.requires_grad and not texts.requires_grad  # no autograd graph
+    np.testing.assert_allclose(to_numpy(embeddings), to_numpy(model.vision_encoder(images)), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(texts), to_numpy(model.text_encoder(ids)), atol=1e-5)
+    # predict/fit compile with XLA on JAX and on TensorFlow (also without an accelerator).
+    assert model.jit_compile == (backend != "torch")
+
+
 def test_keras_save_load_is_bit_exact(tmp_path):
     model = build_tiny("asymmetric_text", seed=2)
     images, ids = _inputs(model, 2)

@@ -50,7 +50,7 @@ def _layer_entries(prefix, layer, leaves):
 
 def _vision_entries(vision):
     if getattr(vision, "is_naflex", False):
-        patch = vision.patch_embedding  # a Dense on flattened patches: kernel (p*p*3, W)
+        patch = vision.patch_embedding  # a Linear on flattened patches: kernel (p*p*3, W)
     else:
         patch = vision.patch_embedding.conv  # kernel (p, p, 3, W)
     entries = [

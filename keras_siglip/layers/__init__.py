@@ -2,6 +2,7 @@
 
 from keras_siglip.layers.attention import MultiHeadAttention
 from keras_siglip.layers.encoder_block import EncoderBlock
+from keras_siglip.layers.linear import Linear
 from keras_siglip.layers.map_head import MAPHead
 from keras_siglip.layers.mlp import MLPBlock
 from keras_siglip.layers.patch_embedding import PatchEmbedding
@@ -19,6 +20,7 @@ from keras_siglip.layers.position_resize import (
 __all__ = [
     "EncoderBlock",
     "FIXED_RESIZE_METHODS",
+    "Linear",
     "MAPHead",
     "MLPBlock",
     "MultiHeadAttention",

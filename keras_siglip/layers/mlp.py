@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_siglip.layers.linear import Linear
+
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
 class MLPBlock(keras.layers.Layer):
@@ -25,14 +27,12 @@ class MLPBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.mlp_dim = int(mlp_dim)
         self.output_dim = output_dim
-        self.fc1 = keras.layers.Dense(
-            self.mlp_dim, dtype=self.dtype_policy, name="fc1"
-        )
+        self.fc1 = Linear(self.mlp_dim, dtype=self.dtype_policy, name="fc1")
         self.fc2 = None
 
     def build(self, input_shape):
         width = input_shape[-1] if self.output_dim is None else self.output_dim
-        self.fc2 = keras.layers.Dense(width, dtype=self.dtype_policy, name="fc2")
+        self.fc2 = Linear(width, dtype=self.dtype_policy, name="fc2")
         self.fc1.build(input_shape)
         self.fc2.build((*input_shape[:-1], self.mlp_dim))
 

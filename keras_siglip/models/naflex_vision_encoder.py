@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_siglip.layers import MAPHead, NaFlexPositionEmbedding
+from keras_siglip.layers import Linear, MAPHead, NaFlexPositionEmbedding
 from keras_siglip.models.vision_encoder import _make_encoder, _run_blocks
 from keras_siglip.utils import is_concrete, static_shape
 
@@ -77,7 +77,7 @@ class SigLIPNaFlexVisionEncoder(keras.Model):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.patch_dim = self.patch_size * self.patch_size * 3
 
-        self.patch_embedding = keras.layers.Dense(
+        self.patch_embedding = Linear(
             self.width,
             kernel_initializer=keras.initializers.LecunNormal(),
             dtype=self.dtype_policy,

@@ -82,6 +82,14 @@ class SigLIP(keras.Model):
         )
         self.built = True
 
+    def _resolve_auto_jit_compile(self):
+        # Keras' "auto" turns XLA off for TensorFlow on CPU-only machines; for these
+        # transformer towers XLA is the faster path there too (benchmarks/README.md), so
+        # `predict` and `fit` of an uncompiled or `jit_compile="auto"` model use it.
+        if keras.backend.backend() == "tensorflow":
+            return all(layer.supports_jit for layer in self._flatten_layers())
+        return super()._resolve_auto_jit_compile()
+
     @property
     def embed_dim(self):
         return self.vision_encoder.width

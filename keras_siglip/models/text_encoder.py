@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_siglip.layers import PositionEmbedding
+from keras_siglip.layers import Linear, PositionEmbedding
 from keras_siglip.models.vision_encoder import _make_encoder, _run_blocks
 from keras_siglip.utils import is_concrete, static_shape
 
@@ -89,7 +89,7 @@ class SigLIPTextEncoder(keras.Model):
         )
         self.blocks, self.encoder_norm = _make_encoder(self)
         self.head = (
-            keras.layers.Dense(self.embed_dim, dtype=self.dtype_policy, name="head")
+            Linear(self.embed_dim, dtype=self.dtype_policy, name="head")
             if self.use_head
             else None
         )

@@ -1,0 +1,618 @@
+"""Inference speed of keras-siglip beside transformers and KerasHub, side by side in one run.
+
+Implementations (`--impls`):
+  keras-jax, keras-tensorflow, keras-torch   keras-siglip on each Keras backend, through its
+                                             compiled inference paths: `encode_images` (JAX jit,
+                                             tf.function with XLA, torch without autograd) and
+                                             `predict_on_batch` for the two-tower forward.
+  transformers                               `SiglipModel` / `SiglipVisionModel` /
+                                             `Siglip2VisionModel`, SDPA attention, `torch.no_grad`.
+  kerashub-jax, kerashub-tensorflow,         KerasHub's `SigLIPBackbone` (and its vision encoder)
+  kerashub-torch                             through `predict_on_batch`, when keras_hub is installed.
+
+Cases (`--cases`), float32, random weights:
+  vision_b1, vision_b8, vision_b32   the B/16@224 image tower (196 tokens), `encode_images` at batch 1/8/32
+  two_tower                          the full B/16@224 model: 8 images + 8 texts of 64 tokens -> logits
+  fixed_256                          the fixed-resolution B/16 tower at 256x256 (256 tokens), batch 8
+  naflex_256                         the SigLIP 2 NaFlex B/16 tower, 256-patch budget, batch 8 of mixed
+                                     aspect ratios (1:1 ... 1:2; each grid fills the budget as NaFlex does)
+  naflex_1024                        the same with a 1024-patch budget, batch 2
+
+How it measures:
+  * Each Keras backend runs in its own worker process (a backend is fixed at import); transformers
+    runs in the torch worker. Workers build every model once. keras-siglip and transformers get the
+    same random weights (one big_vision tree, converted with keras_siglip.convert), so their outputs
+    are compared too (max |diff| column; KerasHub has its own random weights).
+  * Workers are set up in parallel, then timed one call at a time: each round runs every case on
+    every implementation in turn, rotating the order, so a busy machine slows them all alike. The
+    first `--warmup` rounds (compilation, allocator warm-up) are not recorded. Medians over
+    `--repeats` rounds; a call is timed from numpy inputs to numpy outputs. Each call starts after
+    `--pause` idle seconds, so thread pools still spinning after the previous call (OpenMP keeps
+    its threads busy for a while) do not slow it.
+  * Matmul peak: each framework's float32 matmul (2048^3 and the MLP's 1568x768x3072), measured in
+    every round beside the models; the machine's peak is the best of numpy, torch, JAX and
+    TensorFlow. GFLOP/s count the matmul FLOPs the case must do (2mnk for every dense layer,
+    convolution and attention product, padded tokens included); elementwise work is not counted.
+
+Usage:
+  python benchmarks/speed.py                                  # all cases (~20 min on 2 cores)
+  python benchmarks/speed.py --cases vision_b8 two_tower --repeats 3
+  python benchmarks/speed.py --impls keras-jax transformers --json speed.json --plot speed.png
+"""
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKENDS = ("jax", "tensorflow", "torch")
+IMPLS = (
+    "keras-jax",
+    "keras-tensorflow",
+    "keras-torch",
+    "transformers",
+    "kerashub-jax",
+    "kerashub-tensorflow",
+    "kerashub-torch",
+)
+B16 = dict(patch=16, width=768, depth=12, mlp=3072, heads=12)
+TEXT = dict(vocab=32000, length=64, width=768, depth=12, mlp=3072, heads=12)
+CASES = {
+    "vision_b1": dict(kind="vision", batch=1, image=224),
+    "vision_b8": dict(kind="vision", batch=8, image=224),
+    "vision_b32": dict(kind="vision", batch=32, image=224),
+    "two_tower": dict(kind="two_tower", batch=8, image=224),
+    "fixed_256": dict(kind="vision", batch=8, image=256),
+    "naflex_256": dict(kind="naflex", batch=8, budget=256),
+    "naflex_1024": dict(kind="naflex", batch=2, budget=1024),
+}
+# Image sizes (height, width) whose NaFlex grids make the mixed batches.
+NAFLEX_IMAGES = [(512, 512), (480, 640), (640, 480), (360, 640), (640, 360), (400, 800),
+                 (800, 400), (427, 640)]
+MATMUL_SHAPES = ((2048, 2048, 2048), (1568, 768, 3072))
+
+
+# ----------------------------------------------------------------------------------------
+# FLOP counts (matmul FLOPs only: 2 * m * n * k per product).
+
+
+def _encoder_flops(batch, tokens, width, depth, mlp):
+    projections = 2 * batch * tokens * (4 * width * width + 2 * width * mlp)
+    attention = 2 * 2 * batch * tokens * tokens * width  # q k^T and weights @ v
+    return depth * (projections + attention)
+
+
+def _map_head_flops(batch, tokens, width, mlp):
+    kv = 2 * 2 * batch * tokens * width * width
+    probe = 2 * batch * (2 * width * width + 2 * tokens * width + 2 * width * mlp)  # q, out, attn, MLP
+    return kv + probe + 2 * width * width  # + the probe's query projection
+
+
+def _vision_flops(batch, tokens):
+    w, p = B16["width"], B16["patch"]
+    return (
+        2 * batch * tokens * (p * p * 3) * w
+        + _encoder_flops(batch, tokens, w, B16["depth"], B16["mlp"])
+        + _map_head_flops(batch, tokens, w, B16["mlp"])
+    )
+
+
+def case_flops(case):
+    spec = CASES[case]
+    batch = spec["batch"]
+    if spec["kind"] == "naflex":
+        return _vision_flops(batch, spec["budget"])
+    tokens = (spec["image"] // B16["patch"]) ** 2
+    flops = _vision_flops(batch, tokens)
+    if spec["kind"] == "two_tower":
+        t = TEXT
+        flops += _encoder_flops(batch, t["length"], t["width"], t["depth"], t["mlp"])
+        flops += 2 * batch * t["width"] * t["width"]  # text head
+        flops += 2 * batch * batch * t["width"]  # logits
+    return flops
+
+
+# ----------------------------------------------------------------------------------------
+# Worker side: one process per Keras backend.
+
+
+def _case_inputs(case):
+    """Numpy inputs of a case, the same in every worker."""
+    spec = CASES[case]
+    rng = np.random.default_rng(0)
+    batch = spec["batch"]
+    if spec["kind"] == "naflex":
+        from keras_siglip.preprocessing import naflex_size
+        from keras_siglip.testing import random_naflex_inputs
+
+        p, budget = B16["patch"], spec["budget"]
+        grids = []
+        for h, w in itertools.islice(itertools.cycle(NAFLEX_IMAGES), batch):
+            th, tw = naflex_size(h, w, p, budget)
+            grids.append((th // p, tw // p))
+        return random_naflex_inputs(grids, budget, patch_size=p, seed=0)
+    size = spec["image"]
+    images = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    if spec["kind"] == "vision":
+        return {"images": images}
+    token_ids = rng.integers(1, TEXT["vocab"], (batch, TEXT["length"])).astype(np.int32)
+    return {"images": images, "token_ids": token_ids}
+
+
+class KerasSigLIP:
+    """keras-siglip on the worker's backend, weights from `keras_siglip.testing.random_tree`."""
+
+    def __init__(self):
+        from keras_siglip import SigLIP
+        from keras_siglip.convert.big_vision import assign_tree
+        from keras_siglip.models import SigLIPNaFlexVisionEncoder, SigLIPVisionEncoder
+        from keras_siglip.testing import random_tree
+
+        vision = dict(patch_size=B16["patch"], width=B16["width"], depth=B16["depth"],
+                      mlp_dim=B16["mlp"], num_heads=B16["heads"])
+        self.base = SigLIP.from_preset("siglip_base_patch16_224", load_weights=False)
+        self.trees = {"base": random_tree(self.base, seed=0)}
+        assign_tree(self.base, self.trees["base"])
+        # The other image towers share the base text tower (only their images are timed).
+        fixed = SigLIPVisionEncoder(image_size=256, **vision, name="vision_encoder")
+        naflex = SigLIPNaFlexVisionEncoder(**vision, position_grid_size=16, name="vision_encoder")
+        self.models = {"base": self.base}
+        for key, tower, seed in (("fixed_256", fixed, 1), ("naflex", naflex, 2)):
+            self.trees[key] = random_tree(tower, seed=seed)
+            assign_tree(tower, self.trees[key])
+            self.models[key] = SigLIP(tower, self.base.text_encoder, name=f"siglip_{key}")
+
+    def runner(self, case, inputs):
+        spec = CASES[case]
+        if spec["kind"] == "two_tower":
+            model = self.base
+
+            def run():
+                out = model.predict_on_batch(inputs)
+                return np.concatenate([np.asarray(out["image_embeddings"]),
+                                       np.asarray(out["text_embeddings"])])
+
+            return run
+        key = "naflex" if spec["kind"] == "naflex" else ("fixed_256" if spec["image"] == 256 else "base")
+        model = self.models[key]
+        images = inputs if spec["kind"] == "naflex" else inputs["images"]
+        return lambda: np.asarray(model.encode_images(images))
+
+
+class Transformers:
+    """transformers models holding the same weights as `KerasSigLIP` (torch worker only)."""
+
+    def __init__(self, keras_impl):
+        import torch
+        import transformers
+
+        from keras_siglip.convert.transformers import transformers_config, tree_to_state_dict
+
+        self.torch = torch
+        self.models = {}
+        for key, cls in (("base", transformers.SiglipModel),
+                         ("fixed_256", transformers.SiglipVisionModel),
+                         ("naflex", transformers.Siglip2VisionModel)):
+            keras_model = keras_impl.models[key]
+            tree = keras_impl.trees[key]
+            target = keras_model if key == "base" else keras_model.vision_encoder
+            config_dict = transformers_config(target)
+            state = tree_to_state_dict(tree)
+            if key != "base":
+                state = {k[len("vision_model."):]: v for k, v in state.items()}
+            config = cls.config_class.from_dict(config_dict)
+            model = cls._from_config(config, attn_implementation="sdpa").eval()
+            missing, unexpected = model.load_state_dict(
+                {k: torch.from_numpy(v) for k, v in state.items()}, strict=False
+            )
+            if unexpected or [m for m in missing if "position_ids" not in m]:
+                raise RuntimeError(f"transformers {key}: missing {missing}, unexpected {unexpected}")
+            self.models[key] = model
+
+    def runner(self, case, inputs):
+        torch, spec = self.torch, CASES[case]
+        if spec["kind"] == "naflex":
+            model = self.models["naflex"]
+            patches = torch.from_numpy(inputs["patches"])
+            mask = torch.from_numpy(inputs["patch_mask"])
+            shapes = torch.from_numpy(inputs["spatial_shapes"]).long()
+
+            def run():
+                with torch.no_grad():
+                    out = model(pixel_values=patches, pixel_attention_mask=mask,
+                                spatial_shapes=shapes)
+                return out.pooler_output.numpy()
+
+            return run
+        pixels = torch.from_numpy(inputs["images"].transpose(0, 3, 1, 2).copy())
+        if spec["kind"] == "two_tower":
+            model = self.models["base"]
+            ids = torch.from_numpy(inputs["token_ids"]).long()
+
+            def run():
+                with torch.no_grad():
+                    out = model(input_ids=ids, pixel_values=pixels)
+                return torch.cat([out.image_embeds, out.text_embeds]).numpy()
+
+            return run
+        model = self.models["fixed_256"] if spec["image"] == 256 else self.models["base"].vision_model
+
+        def run():
+            with torch.no_grad():
+                return model(pixel_values=pixels).pooler_output.numpy()
+
+        return run
+
+
+class KerasHub:
+    """KerasHub's SigLIPBackbone with its own random initialisation."""
+
+    def __init__(self):
+        import keras_hub
+
+        models = keras_hub.models
+        vision = models.SigLIPVisionEncoder(
+            patch_size=B16["patch"], hidden_dim=B16["width"], num_layers=B16["depth"],
+            num_heads=B16["heads"], intermediate_dim=B16["mlp"], image_shape=(224, 224, 3),
+        )
+        text = models.SigLIPTextEncoder(
+            vocabulary_size=TEXT["vocab"], embedding_dim=TEXT["width"], hidden_dim=TEXT["width"],
+            num_layers=TEXT["depth"], num_heads=TEXT["heads"], intermediate_dim=TEXT["mlp"],
+            max_sequence_length=TEXT["length"],
+        )
+        self.backbone = models.SigLIPBackbone(vision, text)
+        self.vision = vision
+
+    def runner(self, case, inputs):
+        spec = CASES[case]
+        if spec["kind"] == "naflex" or spec["image"] != 224:
+            return None  # KerasHub has no NaFlex tower; its towers are built for one size
+        if spec["kind"] == "two_tower":
+            backbone = self.backbone
+            return lambda: np.asarray(backbone.predict_on_batch(inputs)["vision_logits"])
+        images = inputs["images"]
+        return lambda: np.asarray(self.vision.predict_on_batch(images))
+
+
+def _matmul_timer(backend):
+    """A function timing one float32 matmul of shape (m, k) @ (k, n) in `backend`'s framework."""
+    if backend == "numpy":
+        def make(m, k, n):
+            a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
+            return lambda: a @ b
+    elif backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        matmul = jax.jit(jnp.matmul)
+
+        def make(m, k, n):
+            a, b = jnp.ones((m, k), jnp.float32), jnp.ones((k, n), jnp.float32)
+            return lambda: matmul(a, b).block_until_ready()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        def make(m, k, n):
+            a, b = tf.ones((m, k)), tf.ones((k, n))
+            return lambda: tf.linalg.matmul(a, b)  # eager on the CPU: returns when done
+    else:
+        import torch
+
+        def make(m, k, n):
+            a, b = torch.ones((m, k)), torch.ones((k, n))
+            return lambda: torch.mm(a, b)
+
+    calls = {shape: make(*shape) for shape in MATMUL_SHAPES}
+
+    def measure(reps=5):
+        best = 0.0
+        for (m, k, n), call in calls.items():
+            call()
+            times = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - start)
+            best = max(best, 2 * m * k * n / statistics.median(times) / 1e9)
+        return best
+
+    return measure
+
+
+def _set_threads(backend, threads):
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def worker(backend, impls, cases, out_dir, threads):
+    """Serve `{"op": ...}` requests from the coordinator, one JSON line per reply."""
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything the libraries print goes to the log, not into the protocol
+    sys.path.insert(0, ROOT)
+    _set_threads(backend, threads)
+    import keras
+
+    assert keras.backend.backend() == backend
+
+    def reply(**message):
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    built, runners = {}, {}
+    try:
+        keras_impl = KerasSigLIP()
+        if f"keras-{backend}" in impls:
+            built[f"keras-{backend}"] = keras_impl
+        if "transformers" in impls:
+            built["transformers"] = Transformers(keras_impl)
+        if f"kerashub-{backend}" in impls:
+            built[f"kerashub-{backend}"] = KerasHub()
+        for case in cases:
+            inputs = _case_inputs(case)
+            for impl, obj in built.items():
+                run = obj.runner(case, inputs)
+                if run is not None:
+                    runners[impl, case] = run
+        matmul = _matmul_timer(backend)
+        info = {"keras": keras.__version__}
+        if backend == "torch" and "transformers" in built:
+            import transformers
+
+            info["transformers"] = transformers.__version__
+        reply(ready=sorted(f"{i}|{c}" for i, c in runners), info=info)
+    except Exception as error:  # reported by the coordinator with the log's tail
+        reply(error=f"{type(error).__name__}: {error}")
+        raise
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "quit":
+            break
+        if request["op"] == "matmul":
+            reply(gflops=matmul())
+            continue
+        impl, case = request["impl"], request["case"]
+        start = time.perf_counter()
+        output = runners[impl, case]()
+        seconds = time.perf_counter() - start
+        path = os.path.join(out_dir, f"{impl}__{case}.npy")
+        np.save(path, output)
+        reply(seconds=seconds, output=path)
+
+
+# ----------------------------------------------------------------------------------------
+# Coordinator side.
+
+
+class Worker:
+    def __init__(self, backend, impls, cases, out_dir, threads):
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
+                   OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.backend = backend
+        self.log_path = os.path.join(out_dir, f"worker_{backend}.log")
+        self.log = open(self.log_path, "w")
+        command = [sys.executable, os.path.abspath(__file__), "--worker", backend,
+                   "--impls", *impls, "--cases", *cases, "--out-dir", out_dir,
+                   "--threads", str(threads)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.log, text=True, env=env, cwd=ROOT)
+
+    def receive(self):
+        line = self.process.stdout.readline()
+        if not line:
+            self.log.flush()
+            with open(self.log_path) as f:
+                tail = f.read()[-3000:]
+            raise RuntimeError(f"The {self.backend} worker stopped. Its log ends:\n{tail}")
+        message = json.loads(line)
+        if "error" in message:
+            raise RuntimeError(f"The {self.backend} worker failed: {message['error']}")
+        return message
+
+    def request(self, **message):
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+        return self.receive()
+
+    def close(self):
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write('{"op": "quit"}\n')
+                self.process.stdin.flush()
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+        self.log.close()
+
+
+def _impl_backend(impl):
+    return "torch" if impl == "transformers" else impl.split("-", 1)[1]
+
+
+def _available_impls(impls):
+    import importlib.util
+
+    kept = []
+    for impl in impls:
+        if impl.startswith("kerashub") and importlib.util.find_spec("keras_hub") is None:
+            print(f"[speed] skipping {impl}: keras_hub is not installed")
+            continue
+        kept.append(impl)
+    return kept
+
+
+def run_benchmark(args):
+    impls = _available_impls(args.impls)
+    out_dir = tempfile.mkdtemp(prefix="keras_siglip_speed_")
+    backends = [b for b in BACKENDS if any(_impl_backend(i) == b for i in impls)]
+    print(f"[speed] starting {len(backends)} workers ({', '.join(backends)}); logs in {out_dir}")
+    workers = {b: Worker(b, [i for i in impls if _impl_backend(i) == b], args.cases, out_dir,
+                         args.threads) for b in backends}
+    try:
+        start = time.perf_counter()
+        jobs, info = [], {}
+        for backend, w in workers.items():
+            ready = w.receive()
+            info[backend] = ready["info"]
+            for key in ready["ready"]:
+                impl, case = key.split("|")
+                jobs.append((case, impl))
+        print(f"[speed] workers ready after {time.perf_counter() - start:.0f} s")
+        numpy_matmul = _matmul_timer("numpy")
+        times = {job: [] for job in jobs}
+        outputs = {}
+        peaks = {name: [] for name in ("numpy", *workers)}
+        order = sorted(jobs, key=lambda j: (args.cases.index(j[0]), impls.index(j[1])))
+        for round_index in range(args.warmup + args.repeats):
+            timed = round_index >= args.warmup
+            label = f"round {round_index - args.warmup + 1}/{args.repeats}" if timed else "warm-up"
+            round_start = time.perf_counter()
+            gflops = {"numpy": numpy_matmul()}
+            for backend, w in workers.items():
+                gflops[backend] = w.request(op="matmul")["gflops"]
+            for case in args.cases:
+                case_jobs = [j for j in order if j[0] == case]
+                shift = round_index % max(len(case_jobs), 1)
+                for job in case_jobs[shift:] + case_jobs[:shift]:  # rotate who goes first
+                    # Let the previous worker's thread pools (OpenMP, Eigen, OpenBLAS) stop
+                    # spinning, so they cannot steal cycles from this call.
+                    time.sleep(args.pause)
+                    reply = workers[_impl_backend(job[1])].request(op="run", impl=job[1], case=case)
+                    if timed:
+                        times[job].append(reply["seconds"])
+                    outputs[job] = reply["output"]
+            if timed:
+                for name, value in gflops.items():
+                    peaks[name].append(value)
+            print(f"[speed] {label} done in {time.perf_counter() - round_start:.0f} s", flush=True)
+    finally:
+        for w in workers.values():
+            w.close()
+    return _summarise(args, impls, times, outputs, peaks, info)
+
+
+def _summarise(args, impls, times, outputs, peaks, info):
+    peak_by_framework = {name: statistics.median(v) for name, v in peaks.items() if v}
+    machine_peak = max(peak_by_framework.values())
+    rows = []
+    for (case, impl), values in times.items():
+        median = statistics.median(values)
+        flops = case_flops(case)
+        batch = CASES[case]["batch"]
+        row = dict(case=case, impl=impl, batch=batch, median_s=median,
+                   min_s=min(values), max_s=max(values), repeats=len(values),
+                   per_s=batch / median, gflops=flops / median / 1e9)
+        row["of_machine_peak"] = row["gflops"] / machine_peak
+        own = peak_by_framework.get("torch" if impl == "transformers" else _impl_backend(impl))
+        row["of_framework_peak"] = row["gflops"] / own if own else None
+        reference = times.get((case, "transformers"))
+        row["vs_transformers"] = statistics.median(reference) / median if reference else None
+        row["max_abs_diff"] = None
+        if impl.startswith("keras-") and (case, "transformers") in outputs:
+            mine = np.load(outputs[case, impl])
+            theirs = np.load(outputs[case, "transformers"])
+            row["max_abs_diff"] = float(np.max(np.abs(mine.astype(np.float64) - theirs)))
+        rows.append(row)
+    rows.sort(key=lambda r: (args.cases.index(r["case"]), impls.index(r["impl"])))
+    return dict(rows=rows, matmul_gflops=peak_by_framework, machine_peak_gflops=machine_peak,
+                versions=info, threads=args.threads, repeats=args.repeats, warmup=args.warmup)
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(result):
+    peaks = result["matmul_gflops"]
+    print("\nfloat32 matmul peak (GFLOP/s, median over rounds): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
+          + f"; machine peak {result['machine_peak_gflops']:.1f}")
+    header = ("| case | implementation | batch | median ms | per s | GFLOP/s | % machine peak "
+              "| % own peak | vs transformers | max abs diff vs transformers |")
+    print(header)
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in result["rows"]:
+        print(f"| {r['case']} | {r['impl']} | {r['batch']} | {r['median_s'] * 1e3:.0f} "
+              f"| {r['per_s']:.2f} | {r['gflops']:.1f} | {100 * r['of_machine_peak']:.0f}% "
+              f"| {_fmt(r['of_framework_peak'] and 100 * r['of_framework_peak'], '.0f')}% "
+              f"| {_fmt(r['vs_transformers'], '.2f')}x | {_fmt(r['max_abs_diff'], '.1e')} |")
+
+
+def plot(result, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
+    width = 0.8 / len(impls)
+    for i, impl in enumerate(impls):
+        by_case = {r["case"]: r for r in rows if r["impl"] == impl}
+        xs = [c + (i - (len(impls) - 1) / 2) * width for c in range(len(cases))]
+        gflops = [by_case[c]["gflops"] if c in by_case else 0 for c in cases]
+        ratio = [by_case[c]["vs_transformers"] or 0 if c in by_case else 0 for c in cases]
+        axes[0].bar(xs, gflops, width, label=impl)
+        axes[1].bar(xs, ratio, width, label=impl)
+    axes[0].axhline(result["machine_peak_gflops"], color="k", ls="--", lw=1,
+                    label="machine matmul peak")
+    axes[0].set_ylabel("GFLOP/s (matmul FLOPs / median time)")
+    axes[1].axhline(1.0, color="k", ls="--", lw=1)
+    axes[1].set_ylabel("speed relative to transformers (higher is faster)")
+    for ax in axes:
+        ax.set_xticks(range(len(cases)))
+        ax.set_xticklabels(cases, rotation=20)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"SigLIP B/16 float32 inference, {result['threads']} CPU threads, median of "
+                 f"{result['repeats']} interleaved rounds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"[speed] wrote {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads per framework (default: all cores)")
+    parser.add_argument("--pause", type=float, default=0.5,
+                        help="seconds of idle time before each timed call (default 0.5)")
+    parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--plot", help="write a bar chart to this PNG file")
+    parser.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
+    parser.add_argument("--out-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.worker, args.impls, args.cases, args.out_dir, args.threads)
+    result = run_benchmark(args)
+    print_table(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    if args.plot:
+        plot(result, args.plot)
+
+
+if __name__ == "__main__":
+    main()
