@@ -9,7 +9,7 @@ from keras_siglip.layers.linear import Linear
 
 
 def heads_major_attention(q, k, v, mask=None):
-    """`softmax(q k^T / sqrt(hd)) v` for `(B, T, H, hd)` inputs, as batched `(T, hd) @ (hd, S)` products.
+    """`softmax(q k^T / sqrt(hd)) v` for `(B, T, H, hd)` inputs, as heads-major batched matmuls.
 
     XLA on the CPU has no fused attention: `ops.dot_product_attention` lowers to
     einsums in the `(B, T, H, hd)` layout whose batched dots run at about half
