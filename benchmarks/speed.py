@@ -38,6 +38,7 @@ Usage:
   python benchmarks/speed.py                                  # all cases (~20 min on 2 cores)
   python benchmarks/speed.py --cases vision_b8 two_tower --repeats 3
   python benchmarks/speed.py --impls keras-jax transformers --json speed.json --plot speed.png
+  python benchmarks/speed.py --from-json benchmarks/speed.json      # the recorded run's table
 """
 
 import argparse
@@ -553,6 +554,15 @@ def print_table(result):
               f"| {_fmt(r['vs_transformers'], '.2f')}x | {_fmt(r['max_abs_diff'], '.1e')} |")
 
 
+def print_naflex_ratio(result):
+    """NaFlex at a 256-patch budget against the fixed tower at 256 tokens, per implementation."""
+    by = {(r["case"], r["impl"]): r["median_s"] for r in result["rows"]}
+    impls = [i for c, i in by if c == "naflex_256" and ("fixed_256", i) in by]
+    if impls:
+        print("\nNaFlex@256 time / fixed@256 time: " + ", ".join(
+            f"{i} {by['naflex_256', i] / by['fixed_256', i]:.2f}x" for i in impls))
+
+
 def plot(result, path):
     import matplotlib
 
@@ -602,11 +612,18 @@ def main(argv=None):
     parser.add_argument("--plot", help="write a bar chart to this PNG file")
     parser.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--from-json", help="print (and plot) saved results instead of running")
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.impls, args.cases, args.out_dir, args.threads)
-    result = run_benchmark(args)
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = json.load(f)
+        args.json = None
+    else:
+        result = run_benchmark(args)
     print_table(result)
+    print_naflex_ratio(result)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -102,8 +102,10 @@ class SigLIP(keras.Model):
                 NaFlex: the dict `{"patches", "patch_mask", "spatial_shapes"}`.
             batch_size: int or None. Encode this many examples at a time.
 
-        Concrete inputs run through a compiled function (JAX `jit`,
-        `tf.function`; torch runs eagerly); tensors being traced run inline.
+        An inference path: concrete inputs run through a compiled function
+        (JAX `jit`, `tf.function` with XLA; torch eagerly under
+        `torch.no_grad()`); tensors being traced run inline. For gradients,
+        call `model.vision_encoder(images)`.
         """
         if getattr(self.vision_encoder, "is_naflex", False):
             # NaFlex's value checks (grids vs. mask and budget) need concrete inputs: run them
