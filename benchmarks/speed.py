@@ -535,7 +535,9 @@ def _summarise(args, impls, times, outputs, peaks, info):
 
 
 def _fmt(value, spec):
-    return "-" if value is None else format(value, spec)
+    if value is None:
+        return "-"
+    return format(value, spec) + ("x" if spec == ".2f" else "")
 
 
 def print_table(result):
@@ -551,7 +553,7 @@ def print_table(result):
         print(f"| {r['case']} | {r['impl']} | {r['batch']} | {r['median_s'] * 1e3:.0f} "
               f"| {r['per_s']:.2f} | {r['gflops']:.1f} | {100 * r['of_machine_peak']:.0f}% "
               f"| {_fmt(r['of_framework_peak'] and 100 * r['of_framework_peak'], '.0f')}% "
-              f"| {_fmt(r['vs_transformers'], '.2f')}x | {_fmt(r['max_abs_diff'], '.1e')} |")
+              f"| {_fmt(r['vs_transformers'], '.2f')} | {_fmt(r['max_abs_diff'], '.1e')} |")
 
 
 def print_naflex_ratio(result):
