@@ -148,27 +148,35 @@ def _case_inputs(case):
     return {"images": images, "token_ids": token_ids}
 
 
+def _model_key(case):
+    """Which of the models built once serves a case: "base" (B/16@224), "fixed_256" or "naflex"."""
+    spec = CASES[case]
+    if spec["kind"] == "naflex":
+        return "naflex"
+    return "fixed_256" if spec["image"] == 256 else "base"
+
+
 class KerasSigLIP:
-    """keras-siglip on the worker's backend, weights from `keras_siglip.testing.random_tree`."""
+    """keras-siglip on the worker's backend, weights from `keras_siglip.testing.randomize_weights`.
+
+    `Transformers` copies these weights, so both compute the same function.
+    """
 
     def __init__(self):
         from keras_siglip import SigLIP
-        from keras_siglip.convert.big_vision import assign_tree
         from keras_siglip.models import SigLIPNaFlexVisionEncoder, SigLIPVisionEncoder
-        from keras_siglip.testing import random_tree
+        from keras_siglip.testing import randomize_weights
 
         vision = dict(patch_size=B16["patch"], width=B16["width"], depth=B16["depth"],
                       mlp_dim=B16["mlp"], num_heads=B16["heads"])
         self.base = SigLIP.from_preset("siglip_base_patch16_224", load_weights=False)
-        self.trees = {"base": random_tree(self.base, seed=0)}
-        assign_tree(self.base, self.trees["base"])
+        randomize_weights(self.base, seed=0)
         # The other image towers share the base text tower (only their images are timed).
         fixed = SigLIPVisionEncoder(image_size=256, **vision, name="vision_encoder")
         naflex = SigLIPNaFlexVisionEncoder(**vision, position_grid_size=16, name="vision_encoder")
         self.models = {"base": self.base}
         for key, tower, seed in (("fixed_256", fixed, 1), ("naflex", naflex, 2)):
-            self.trees[key] = random_tree(tower, seed=seed)
-            assign_tree(tower, self.trees[key])
+            randomize_weights(tower, seed=seed)
             self.models[key] = SigLIP(tower, self.base.text_encoder, name=f"siglip_{key}")
 
     def runner(self, case, inputs):
@@ -182,8 +190,7 @@ class KerasSigLIP:
                                        np.asarray(out["text_embeddings"])])
 
             return run
-        key = "naflex" if spec["kind"] == "naflex" else ("fixed_256" if spec["image"] == 256 else "base")
-        model = self.models[key]
+        model = self.models[_model_key(case)]
         images = inputs if spec["kind"] == "naflex" else inputs["images"]
         return lambda: np.asarray(model.encode_images(images))
 
@@ -195,7 +202,7 @@ class Transformers:
         import torch
         import transformers
 
-        from keras_siglip.convert.transformers import transformers_config, tree_to_state_dict
+        from keras_siglip.convert.transformers import checkpoint_state_dict, transformers_config
 
         self.torch = torch
         self.models = {}
@@ -203,13 +210,9 @@ class Transformers:
                          ("fixed_256", transformers.SiglipVisionModel),
                          ("naflex", transformers.Siglip2VisionModel)):
             keras_model = keras_impl.models[key]
-            tree = keras_impl.trees[key]
             target = keras_model if key == "base" else keras_model.vision_encoder
-            config_dict = transformers_config(target)
-            state = tree_to_state_dict(tree)
-            if key != "base":
-                state = {k[len("vision_model."):]: v for k, v in state.items()}
-            config = cls.config_class.from_dict(config_dict)
+            state = checkpoint_state_dict(target)
+            config = cls.config_class.from_dict(transformers_config(target))
             model = cls._from_config(config, attn_implementation="sdpa").eval()
             missing, unexpected = model.load_state_dict(
                 {k: torch.from_numpy(v) for k, v in state.items()}, strict=False
@@ -244,7 +247,8 @@ class Transformers:
                 return torch.cat([out.image_embeds, out.text_embeds]).numpy()
 
             return run
-        model = self.models["fixed_256"] if spec["image"] == 256 else self.models["base"].vision_model
+        model = self.models[_model_key(case)]
+        model = model.vision_model if _model_key(case) == "base" else model
 
         def run():
             with torch.no_grad():

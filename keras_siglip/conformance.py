@@ -271,7 +271,6 @@ def build_kit(name="fixture_like", seed=0):
     """
     config, params, inputs = _tiny_params_and_inputs(name, seed)
     expected = oracle_stages(params, inputs)
-    stages = _stage_entries(expected, inputs)
     manifest = {
         "format": KIT_FORMAT,
         "config_name": name,
@@ -282,6 +281,15 @@ def build_kit(name="fixture_like", seed=0):
             f"embeddings x {EMBEDDING_SCALE})",
             "names": "big_vision (SPEC §10.1), per-block, float32",
         },
+    }
+    return _kit(manifest, params, inputs, expected)
+
+
+def _kit(manifest, params, inputs, expected):
+    """A kit dict: `manifest` (its kit-specific entries) completed with the entries every kit has."""
+    stages = _stage_entries(expected, inputs)
+    manifest = {
+        **manifest,
         "l2_epsilon": 1e-8,
         "tolerance_rule": _TOLERANCE_RULE,
         "params": [_describe(f"params/{k}", v) for k, v in params.items()],
@@ -506,7 +514,6 @@ def build_preset_kit(preset, seed=0):
     config = _preset_config(preset, params)
     inputs = _preset_inputs(config, seed)
     expected = oracle_stages(params, inputs)
-    stages = _stage_entries(expected, inputs)
     try:
         local = str(Path(path).relative_to(cache_dir()))
     except ValueError:
@@ -528,14 +535,8 @@ def build_preset_kit(preset, seed=0):
             "source": f"the {preset} checkpoint (see checkpoint; not stored in the kit)",
             "names": "big_vision (SPEC §10.1), per-block, float32",
         },
-        "l2_epsilon": 1e-8,
-        "tolerance_rule": _TOLERANCE_RULE,
-        "params": [_describe(f"params/{k}", v) for k, v in params.items()],
-        "inputs": [_describe(f"inputs/{k}", v) for k, v in inputs.items()],
-        "stage_order": [s["name"] for s in stages],
-        "stages": stages,
     }
-    return {"manifest": manifest, "params": params, "inputs": inputs, "expected": expected}
+    return _kit(manifest, params, inputs, expected)
 
 
 def write_preset_kit(preset, out_dir, seed=0):

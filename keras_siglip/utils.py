@@ -54,7 +54,7 @@ def compiled_call(layer, inputs):
         # An inference path: building an autograd graph would cost time and memory.
         with torch.no_grad():
             return layer(inputs)
-    if backend != "jax" and backend != "tensorflow":
+    if backend not in ("jax", "tensorflow"):
         return layer(inputs)
     cache = layer.__dict__.setdefault("_keras_siglip_compiled", {})
     fn = cache.get(backend)

@@ -120,7 +120,7 @@ def test_attention_width_must_split_into_heads():
 @pytest.mark.parametrize(
     "output_shape,input_axes,shape", [((3, 4), 1, (2, 5, 10)), (6, 2, (2, 5, 3, 4)), (7, 1, (4, 9))]
 )
-def test_linear_matches_numpy_einsum(output_shape, input_axes, shape):
+def test_linear_matches_numpy_tensordot(output_shape, input_axes, shape):
     layer = Linear(output_shape, input_axes=input_axes)
     rng = np.random.default_rng(5)
     x = rng.standard_normal(shape).astype(np.float32)

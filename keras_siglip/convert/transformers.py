@@ -334,6 +334,19 @@ def transformers_config(model):
     return {"architectures": ["SiglipTextModel"], "dtype": "float32", **_text_config(text)}
 
 
+def checkpoint_state_dict(model, progress=None):
+    """The state dict of the transformers model `transformers_config(model)` describes.
+
+    `model_to_state_dict`, except that a lone tower's names lose their
+    `vision_model.` / `text_model.` prefix (transformers v5 tower checkpoints).
+    """
+    state = model_to_state_dict(model, progress)
+    if _vision_tower(model) is not None and _text_tower(model) is not None:
+        return state
+    prefix = "text_model." if _vision_tower(model) is None else "vision_model."
+    return {name[len(prefix):]: value for name, value in state.items()}
+
+
 def save_transformers(model, folder, *, overwrite=False, progress=None):
     """Write a model as a transformers checkpoint folder (`config.json` + `model.safetensors`).
 
@@ -362,10 +375,7 @@ def save_transformers(model, folder, *, overwrite=False, progress=None):
     folder = Path(folder)
     check_destination(folder, overwrite)
     config = transformers_config(model)
-    state = model_to_state_dict(model, progress)
-    if "text_config" not in config:
-        prefix = "text_model." if _vision_tower(model) is None else "vision_model."
-        state = {name[len(prefix):]: value for name, value in state.items()}
+    state = checkpoint_state_dict(model, progress)
     with atomic_output(folder, overwrite=overwrite, folder=True) as tmp:
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})

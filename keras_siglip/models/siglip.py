@@ -86,8 +86,11 @@ class SigLIP(keras.Model):
         # Keras' "auto" turns XLA off for TensorFlow on CPU-only machines; for these
         # transformer towers XLA is the faster path there too (benchmarks/README.md), so
         # `predict` and `fit` of an uncompiled or `jit_compile="auto"` model use it.
-        if keras.backend.backend() == "tensorflow":
-            return all(layer.supports_jit for layer in self._flatten_layers())
+        if keras.backend.backend() == "tensorflow" and not self._distribute_strategy:
+            # Keras' own test of the layers (and of TensorFlow's op determinism).
+            from keras.src.trainers.trainer import model_supports_jit
+
+            return model_supports_jit(self)
         return super()._resolve_auto_jit_compile()
 
     @property
