@@ -14,7 +14,7 @@ from keras_siglip.layers import (
     PatchEmbedding,
     PositionEmbedding,
 )
-from keras_siglip.layers.attention import heads_major_attention
+from keras_siglip.layers.attention import heads_major_attention, torch_fused_attention
 from tests._grad import to_numpy
 
 LAYERS = [
@@ -148,7 +148,7 @@ def _attention_numpy(q, k, v, mask):
 
 @pytest.mark.parametrize("use_mask", [False, True])
 def test_heads_major_attention_matches_numpy_and_fused_op(use_mask):
-    """The XLA path (heads-major matmuls) and `ops.dot_product_attention` (torch's path) agree."""
+    """The XLA path (heads-major matmuls), torch's path and `ops.dot_product_attention` agree."""
     rng = np.random.default_rng(6)
     q = rng.standard_normal((2, 5, 3, 8)).astype(np.float32)
     k, v = (rng.standard_normal((2, 7, 3, 8)).astype(np.float32) for _ in range(2))
@@ -162,6 +162,11 @@ def test_heads_major_attention_matches_numpy_and_fused_op(use_mask):
     np.testing.assert_allclose(to_numpy(heads_major_attention(q, k, v, keras_mask)), expected, atol=1e-5)
     fused = keras.ops.dot_product_attention(q, k, v, mask=keras_mask)
     np.testing.assert_allclose(to_numpy(fused), expected, atol=1e-5)
+    if keras.backend.backend() == "torch":
+        q, k, v = (keras.ops.convert_to_tensor(a) for a in (q, k, v))
+        torch_mask = None if keras_mask is None else keras.ops.convert_to_tensor(keras_mask)
+        out = torch_fused_attention(q, k, v, torch_mask)
+        np.testing.assert_allclose(to_numpy(out), expected, atol=1e-5)
 
 
 def test_linear_mixed_bfloat16_computes_in_bfloat16():

@@ -137,10 +137,31 @@ def test_encode_is_a_compiled_inference_path():
     backend = keras.backend.backend()
     embeddings = model.encode_images(images)
     texts = model.encode_texts(ids)
-    if backend == "torch":
-        assert not embeddings.requires_grad and not texts.requires_grad  # no autograd graph
     np.testing.assert_allclose(to_numpy(embeddings), to_numpy(model.vision_encoder(images)), atol=1e-5)
     np.testing.assert_allclose(to_numpy(texts), to_numpy(model.text_encoder(ids)), atol=1e-5)
+    if backend == "torch":
+        assert not embeddings.requires_grad and not texts.requires_grad  # no autograd graph
+        # The recorded graph replays eager mode's kernels: bit-identical, one graph per shape,
+        # and weights are arguments, so an update after recording is seen.
+        np.testing.assert_array_equal(to_numpy(embeddings), to_numpy(model.vision_encoder(images)))
+        np.testing.assert_array_equal(to_numpy(texts), to_numpy(model.text_encoder(ids)))
+        assert len(model.vision_encoder._keras_siglip_torch_graphs) == 1
+        head = model.vision_encoder.head.weights[-1]
+        head.assign(head.value + 1.0)
+        np.testing.assert_array_equal(
+            to_numpy(model.encode_images(images)), to_numpy(model.vision_encoder(images))
+        )
+        # predict goes through the same graphs and matches the eager forward.
+        both = {"images": images, "token_ids": ids[:3]}
+        eager = model(both)
+        predicted = model.predict(both, batch_size=3, verbose=0)
+        for key in ("image_embeddings", "text_embeddings", "logits"):
+            np.testing.assert_array_equal(predicted[key], to_numpy(eager[key]))
+        in_two = model.predict({"images": images}, batch_size=2, verbose=0)  # batches of 2 and 1
+        # (matmuls over 2 and 1 rows round differently from one over 3: not bit-identical)
+        np.testing.assert_allclose(
+            in_two["image_embeddings"], to_numpy(eager["image_embeddings"]), atol=1e-6
+        )
     # predict/fit compile with XLA on JAX and on TensorFlow (also without an accelerator).
     assert model.jit_compile == (backend != "torch")
 
@@ -173,6 +194,7 @@ def test_mixed_bfloat16_close_to_float32():
         model = build_tiny("fixture_like", seed=0)
         assert model.vision_encoder.blocks[0].attention.query.compute_dtype == "bfloat16"
         out = model({"images": images, "token_ids": ids})
+        encoded = to_numpy(model.encode_images(images)).astype(np.float32)  # the compiled path
     finally:
         keras.config.set_dtype_policy(previous)
     logits = to_numpy(out["logits"]).astype(np.float32)
@@ -181,6 +203,11 @@ def test_mixed_bfloat16_close_to_float32():
     np.testing.assert_allclose(logits, expected, atol=0.15)
     emb = to_numpy(out["image_embeddings"]).astype(np.float32)
     cos = np.sum(emb * to_numpy(reference_model({"images": images})["image_embeddings"]), axis=1)
+    assert np.all(cos > 0.99)
+    reference_encoded = to_numpy(reference_model.encode_images(images))
+    cos = np.sum(encoded * reference_encoded, axis=1) / (
+        np.linalg.norm(encoded, axis=1) * np.linalg.norm(reference_encoded, axis=1)
+    )
     assert np.all(cos > 0.99)
 
 

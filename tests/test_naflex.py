@@ -201,6 +201,17 @@ def test_tower_matches_oracle(tiny):
     np.testing.assert_allclose(to_numpy(model.encode_images(inputs)), oracle["zimg_unnorm"], atol=TOL)
 
 
+def test_compiled_encode_resizes_for_each_call_grids(tiny):
+    """`encode_images` compiles once per padded shape (jit, XLA, a torch graph); a second call
+    with other grids in the same budget must resize for its own grids, as the oracle does."""
+    model, tree, inputs, _, _ = tiny
+    model.encode_images(inputs)  # compiled for these shapes
+    other_shapes = [(6, 4), (1, 1), (5, 3), (24, 1)]
+    other = random_naflex_inputs(other_shapes, N_MAX, patch_size=2, seed=7)
+    expected = reference.naflex_image_tower(tree, **other, masking="transformers")["pooled"]
+    np.testing.assert_allclose(to_numpy(model.encode_images(other)), expected, atol=TOL)
+
+
 def test_padded_patches_change_nothing_valid(tiny):
     model, tree, inputs, _, oracle = tiny
     noisy = random_naflex_inputs(SHAPES, N_MAX, patch_size=2, seed=1, padding="random")

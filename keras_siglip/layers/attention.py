@@ -34,6 +34,26 @@ def heads_major_attention(q, k, v, mask=None):
     return ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
 
 
+def torch_fused_attention(q, k, v, mask=None):
+    """torch's fused `scaled_dot_product_attention` on heads-major views of `(B, T, H, hd)` inputs.
+
+    The same kernel as `ops.dot_product_attention` on torch, without its three `contiguous()`
+    copies: the fused kernel reads strided heads-major views (as transformers passes them).
+
+    Args:
+        q: `(B, T, H, hd)`; k, v: `(B, S, H, hd)` torch tensors.
+        mask: bool, broadcastable to `(B, H, T, S)`, or None. False keys get zero weight.
+
+    Returns:
+        `(B, T, H, hd)`.
+    """
+    import torch
+
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    x = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return x.transpose(1, 2)
+
+
 @keras.saving.register_keras_serializable(package="keras_siglip")
 class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention in big_vision's weight layout.
@@ -102,8 +122,8 @@ class MultiHeadAttention(keras.layers.Layer):
         if compute_dtype != "float32":
             q, k, v = (ops.cast(t, "float32") for t in (q, k, v))
         if keras.backend.backend() == "torch":
-            # torch has a fused CPU/GPU kernel (flash attention) behind this op.
-            x = ops.dot_product_attention(q, k, v, mask=mask)
+            # torch has a fused CPU/GPU kernel (flash attention).
+            x = torch_fused_attention(q, k, v, mask)
         else:
             x = heads_major_attention(q, k, v, mask)
         x = ops.cast(x, compute_dtype)

@@ -106,14 +106,12 @@ class SigLIP(keras.Model):
             batch_size: int or None. Encode this many examples at a time.
 
         An inference path: concrete inputs run through a compiled function
-        (JAX `jit`, `tf.function` with XLA; torch eagerly under
+        (JAX `jit`, `tf.function` with XLA, on torch a graph of the eager
+        ATen calls recorded once per input shape and run under
         `torch.no_grad()`); tensors being traced run inline. For gradients,
         call `model.vision_encoder(images)`.
         """
-        if getattr(self.vision_encoder, "is_naflex", False):
-            # NaFlex's value checks (grids vs. mask and budget) need concrete inputs: run them
-            # here, before the compiled call traces them away.
-            self.vision_encoder._check_inputs(images)
+        self._check_values({"images": images})
         return self._encode(self.vision_encoder, images, batch_size)
 
     def encode_texts(self, token_ids, batch_size=None):
@@ -123,9 +121,30 @@ class SigLIP(keras.Model):
             token_ids: int `(B, L)` from the matching tokenizer.
             batch_size: int or None. Encode this many examples at a time.
         """
-        if is_concrete(token_ids):
-            self.text_encoder._check_token_ids(token_ids)
+        self._check_values({"token_ids": token_ids})
         return self._encode(self.text_encoder, token_ids, batch_size)
+
+    def _check_values(self, inputs):
+        """The value checks of the towers (NaFlex grids vs. mask and budget, token ids in the
+        vocabulary), run on concrete inputs before a compiled call, which checks only at trace.
+        """
+        if not isinstance(inputs, dict):
+            return
+        images, ids = inputs.get("images"), inputs.get("token_ids")
+        if images is not None and getattr(self.vision_encoder, "is_naflex", False):
+            self.vision_encoder._check_inputs(images)
+        if ids is not None and is_concrete(ids):
+            self.text_encoder._check_token_ids(ids)
+
+    def predict_step(self, *args):
+        # torch: Keras runs `predict` eagerly (or through torch.compile with jit_compile=True);
+        # the eager path goes through the same recorded graphs as `encode_images` instead.
+        if keras.backend.backend() != "torch" or self.jit_compile:
+            return super().predict_step(*args)
+        (data,) = args
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self._check_values(x)
+        return compiled_call(self, x)
 
     def _encode(self, tower, inputs, batch_size):
         leaves = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
