@@ -3,7 +3,7 @@
 Implementations (`--impls`):
   keras-jax, keras-tensorflow, keras-torch   keras-siglip on each Keras backend, through its
                                              compiled inference paths: `encode_images` (JAX jit,
-                                             tf.function with XLA, torch without autograd) and
+                                             tf.function with XLA, a recorded torch graph) and
                                              `predict_on_batch` for the two-tower forward.
   transformers                               `SiglipModel` / `SiglipVisionModel` /
                                              `Siglip2VisionModel`, SDPA attention, `torch.no_grad`.
@@ -26,7 +26,9 @@ How it measures:
   * Workers are set up in parallel, then timed one call at a time: each round runs every case on
     every implementation in turn, rotating the order, so a busy machine slows them all alike. The
     first `--warmup` rounds (compilation, allocator warm-up) are not recorded. Medians over
-    `--repeats` rounds; a call is timed from numpy inputs to numpy outputs. Each call starts after
+    `--repeats` rounds; a call is timed from numpy inputs to numpy outputs. Ratios ("vs
+    transformers", NaFlex over fixed) are medians of per-round ratios: the two calls of a ratio
+    run seconds apart in the same round, so the machine's slow drift in speed cancels. Each call starts after
     `--pause` idle seconds, so thread pools still spinning after the previous call (OpenMP keeps
     its threads busy for a while) do not slow it.
   * Matmul peak: each framework's float32 matmul (2048^3 and the MLP's 1568x768x3072), measured in
@@ -521,12 +523,12 @@ def _summarise(args, impls, times, outputs, peaks, info):
         batch = CASES[case]["batch"]
         row = dict(case=case, impl=impl, batch=batch, median_s=median,
                    min_s=min(values), max_s=max(values), repeats=len(values),
-                   per_s=batch / median, gflops=flops / median / 1e9)
+                   times_s=values, per_s=batch / median, gflops=flops / median / 1e9)
         row["of_machine_peak"] = row["gflops"] / machine_peak
         own = peak_by_framework.get("torch" if impl == "transformers" else _impl_backend(impl))
         row["of_framework_peak"] = row["gflops"] / own if own else None
         reference = times.get((case, "transformers"))
-        row["vs_transformers"] = statistics.median(reference) / median if reference else None
+        row["vs_transformers"] = _paired_ratio(reference, values) if reference else None
         row["max_abs_diff"] = None
         if impl.startswith("keras-") and (case, "transformers") in outputs:
             mine = np.load(outputs[case, impl])
@@ -534,8 +536,23 @@ def _summarise(args, impls, times, outputs, peaks, info):
             row["max_abs_diff"] = float(np.max(np.abs(mine.astype(np.float64) - theirs)))
         rows.append(row)
     rows.sort(key=lambda r: (args.cases.index(r["case"]), impls.index(r["impl"])))
+    naflex_over_fixed = {
+        impl: _paired_ratio(times["naflex_256", impl], times[case, impl])
+        for case, impl in times
+        if case == "fixed_256" and ("naflex_256", impl) in times
+    }
     return dict(rows=rows, matmul_gflops=peak_by_framework, machine_peak_gflops=machine_peak,
-                versions=info, threads=args.threads, repeats=args.repeats, warmup=args.warmup)
+                naflex_over_fixed=naflex_over_fixed, versions=info, threads=args.threads,
+                repeats=args.repeats, warmup=args.warmup)
+
+
+def _paired_ratio(numerators, denominators):
+    """Median over rounds of `numerator / denominator` from the same round.
+
+    The two calls of a round run seconds apart, so the machine's slow drift in speed (±20% over
+    minutes on a shared host) cancels in each ratio; a ratio of medians would mix rounds.
+    """
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def _fmt(value, spec):
@@ -562,11 +579,10 @@ def print_table(result):
 
 def print_naflex_ratio(result):
     """NaFlex at a 256-patch budget against the fixed tower at 256 tokens, per implementation."""
-    by = {(r["case"], r["impl"]): r["median_s"] for r in result["rows"]}
-    impls = [i for c, i in by if c == "naflex_256" and ("fixed_256", i) in by]
-    if impls:
-        print("\nNaFlex@256 time / fixed@256 time: " + ", ".join(
-            f"{i} {by['naflex_256', i] / by['fixed_256', i]:.2f}x" for i in impls))
+    ratios = result.get("naflex_over_fixed")
+    if ratios:
+        print("\nNaFlex@256 time / fixed@256 time (median of per-round ratios): " + ", ".join(
+            f"{impl} {ratio:.2f}x" for impl, ratio in ratios.items()))
 
 
 def plot(result, path):
