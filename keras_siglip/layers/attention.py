@@ -30,8 +30,12 @@ def heads_major_attention(q, k, v, mask=None):
     logits = ops.matmul(q, k)
     if mask is not None:
         logits = ops.where(mask, logits, ops.cast(-1e30, logits.dtype))
-    weights = ops.softmax(logits, axis=-1)
-    return ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
+    # softmax(l) v = (exp(l - max) v) / sum(exp(l - max)): dividing the (T, hd) product instead
+    # of the (T, S) weights saves a pass over the largest tensor (per layer of B/16 at batch 8
+    # on 2 cores: 25 -> 17 ms with XLA). The max only stabilises exp: no gradient through it.
+    e = ops.exp(logits - ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True)))
+    x = ops.matmul(e, v) / ops.sum(e, axis=-1, keepdims=True)
+    return ops.transpose(x, (0, 2, 1, 3))
 
 
 def torch_fused_attention(q, k, v, mask=None):
