@@ -59,15 +59,8 @@ def compiled_call(layer, inputs):
         if fn is None:
             import jax
 
-            def forward(trainable, non_trainable, inputs):
-                return layer.stateless_call(trainable, non_trainable, inputs)[0]
-
-            fn = cache[backend] = jax.jit(forward)
-        return fn(
-            [v.value for v in layer.trainable_variables],
-            [v.value for v in layer.non_trainable_variables],
-            inputs,
-        )
+            fn = cache[backend] = jax.jit(_stateless_forward(layer))
+        return fn(*_weight_values(layer), inputs)
     if fn is None:
         import tensorflow as tf
 
@@ -75,6 +68,23 @@ def compiled_call(layer, inputs):
         # plain graph mode on the CPU (benchmarks/README.md).
         fn = cache[backend] = tf.function(layer.__call__, jit_compile=True, reduce_retracing=True)
     return fn(inputs)
+
+
+def _stateless_forward(layer):
+    """`(trainable, non_trainable, inputs) -> outputs`: `layer` with its weights as arguments."""
+
+    def forward(trainable, non_trainable, inputs):
+        return layer.stateless_call(trainable, non_trainable, inputs)[0]
+
+    return forward
+
+
+def _weight_values(layer):
+    """The current `(trainable, non_trainable)` weight values, as `_stateless_forward` takes them."""
+    return (
+        [v.value for v in layer.trainable_variables],
+        [v.value for v in layer.non_trainable_variables],
+    )
 
 
 def _signature(tree_of_tensors):
@@ -93,8 +103,8 @@ def _torch_compiled_call(layer, inputs):
     with `torch.profiler`), long enough for the OpenMP workers to fall asleep between matmuls.
     `make_fx` records the ATen calls of one eager run of `stateless_call` (on real tensors, so
     every value check runs as in eager mode) and the graph replays exactly those kernels: the
-    numbers are bit-identical to eager mode.
-    Shapes are fixed per graph; nothing in the towers branches on tensor values.
+    numbers are bit-identical to eager mode. Shapes are fixed per graph; nothing in the towers
+    branches on tensor values.
     """
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
@@ -102,16 +112,12 @@ def _torch_compiled_call(layer, inputs):
     inputs = keras.tree.map_structure(
         lambda x: x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x), inputs
     )
-    trainable = [v.value for v in layer.trainable_variables]
-    non_trainable = [v.value for v in layer.non_trainable_variables]
+    trainable, non_trainable = _weight_values(layer)
     cache = layer.__dict__.setdefault("_keras_siglip_torch_graphs", {})
     key = _signature((inputs, trainable, non_trainable))
     with torch.no_grad():
         graph = cache.get(key)
         if graph is None:
-
-            def forward(trainable, non_trainable, inputs):
-                return layer.stateless_call(trainable, non_trainable, inputs)[0]
-
-            graph = cache[key] = make_fx(forward)(trainable, non_trainable, inputs)
+            forward = make_fx(_stateless_forward(layer))
+            graph = cache[key] = forward(trainable, non_trainable, inputs)
         return graph(trainable, non_trainable, inputs)
