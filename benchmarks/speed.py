@@ -46,6 +46,7 @@ Usage:
 import argparse
 import itertools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -555,10 +556,58 @@ def _paired_ratio(numerators, denominators):
     return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
+def _median_interval(values, level=0.95):
+    """Distribution-free interval for the median of `values`, from their order statistics.
+
+    With n independent values, [x_(j+1), x_(n-j)] (sorted, 1-based) holds the true median with
+    probability 1 - 2 P(Binomial(n, 1/2) <= j). Takes the narrowest such interval whose coverage
+    is at least `level`; with too few values for that (n <= 5 at 95%) it is [min, max] and its
+    coverage is lower. Returns (low, high, coverage).
+    """
+    xs = sorted(values)
+    n = len(xs)
+
+    def coverage(j):
+        return 1 - 2 * sum(math.comb(n, i) for i in range(j + 1)) / 2**n
+
+    j = 0
+    while j + 1 < n / 2 and coverage(j + 1) >= level:
+        j += 1
+    return xs[j], xs[n - 1 - j], coverage(j)
+
+
+def add_intervals(result):
+    """Adds the median interval of every per-round ratio in `result` (also to older JSON files)."""
+    times = {(r["case"], r["impl"]): r["times_s"] for r in result["rows"] if r.get("times_s")}
+    for row in result["rows"]:
+        reference = times.get((row["case"], "transformers"))
+        mine = times.get((row["case"], row["impl"]))
+        row["vs_transformers_interval"] = None
+        if reference and mine and row["impl"] != "transformers":
+            row["vs_transformers_interval"] = _median_interval(
+                [a / b for a, b in zip(reference, mine)])
+    result["naflex_over_fixed_interval"] = {
+        impl: _median_interval([a / b for a, b in zip(times["naflex_256", impl],
+                                                       times["fixed_256", impl])])
+        for impl in result.get("naflex_over_fixed", {})
+        if ("naflex_256", impl) in times and ("fixed_256", impl) in times
+    }
+    return result
+
+
 def _fmt(value, spec):
     if value is None:
         return "-"
     return format(value, spec) + ("x" if spec == ".2f" else "")
+
+
+def _fmt_ratio(value, interval):
+    """`1.09x [1.03, 1.12]`: a median ratio and its interval."""
+    if value is None:
+        return "-"
+    if not interval:
+        return f"{value:.2f}x"
+    return f"{value:.2f}x [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
 def print_table(result):
@@ -567,22 +616,74 @@ def print_table(result):
           + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
           + f"; machine peak {result['machine_peak_gflops']:.1f}")
     header = ("| case | implementation | batch | median ms | per s | GFLOP/s | % machine peak "
-              "| % own peak | vs transformers | max abs diff vs transformers |")
+              "| % own peak | vs transformers [interval] | max abs diff vs transformers |")
     print(header)
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in result["rows"]:
         print(f"| {r['case']} | {r['impl']} | {r['batch']} | {r['median_s'] * 1e3:.0f} "
               f"| {r['per_s']:.2f} | {r['gflops']:.1f} | {100 * r['of_machine_peak']:.0f}% "
               f"| {_fmt(r['of_framework_peak'] and 100 * r['of_framework_peak'], '.0f')}% "
-              f"| {_fmt(r['vs_transformers'], '.2f')} | {_fmt(r['max_abs_diff'], '.1e')} |")
+              f"| {_fmt_ratio(r['vs_transformers'], r.get('vs_transformers_interval'))} "
+              f"| {_fmt(r['max_abs_diff'], '.1e')} |")
+    coverages = {round(100 * r["vs_transformers_interval"][2]) for r in result["rows"]
+                 if r.get("vs_transformers_interval")}
+    if coverages:
+        print(f"\n[low, high]: distribution-free interval for the median of the per-round ratios "
+              f"(order statistics; covers it with probability {'/'.join(map(str, sorted(coverages)))}%"
+              f" over {result['repeats']} rounds).")
 
 
 def print_naflex_ratio(result):
     """NaFlex at a 256-patch budget against the fixed tower at 256 tokens, per implementation."""
     ratios = result.get("naflex_over_fixed")
     if ratios:
+        intervals = result.get("naflex_over_fixed_interval", {})
         print("\nNaFlex@256 time / fixed@256 time (median of per-round ratios): " + ", ".join(
-            f"{impl} {ratio:.2f}x" for impl, ratio in ratios.items()))
+            f"{impl} {_fmt_ratio(ratio, intervals.get(impl))}" for impl, ratio in ratios.items()))
+
+
+def print_goals(result):
+    """The speed goals of issue 7, one line each: the median ratio, its interval and a verdict."""
+    rows = {(r["case"], r["impl"]): r for r in result["rows"]}
+    lines = []
+
+    def ratio_line(case, impl, target):
+        row = rows.get((case, impl))
+        if not row or row.get("vs_transformers") is None:
+            return
+        median, interval = row["vs_transformers"], row.get("vs_transformers_interval")
+        if median >= target:
+            verdict = "met"
+        elif target == 1.0 and interval and interval[1] >= 1.0:
+            verdict = "not shown slower: below 1.00x, but the interval includes 1.00x"
+        else:
+            verdict = "NOT met"
+        what = "not slower than" if target == 1.0 else f">= {target:.2f}x"
+        lines.append(f"{impl} {case} {what} transformers: "
+                     f"{_fmt_ratio(median, interval)} -> {verdict}")
+
+    vision_cases = [c for c in CASES if CASES[c]["kind"] == "vision" and CASES[c]["image"] == 224]
+    for case in vision_cases:
+        ratio_line(case, "keras-jax", 1.15)
+        row = rows.get((case, "keras-jax"))
+        if row:
+            lines.append(f"keras-jax {case} share of the machine's matmul peak (aim 85%): "
+                         f"{100 * row['of_machine_peak']:.0f}%")
+    for impl in ("keras-tensorflow", "keras-torch"):
+        for case in vision_cases:
+            ratio_line(case, impl, 1.0)
+    for impl in ("keras-jax", "keras-tensorflow", "keras-torch"):
+        ratio_line("two_tower", impl, 1.0)
+    intervals = result.get("naflex_over_fixed_interval", {})
+    for impl, ratio in result.get("naflex_over_fixed", {}).items():
+        if impl.startswith("keras-"):
+            verdict = "met" if ratio <= 1.1 else "NOT met"
+            lines.append(f"{impl} NaFlex@256 / fixed@256 <= 1.10x: "
+                         f"{_fmt_ratio(ratio, intervals.get(impl))} -> {verdict}")
+    if lines:
+        print("\nGoals of issue 7 (median of per-round ratios [interval]):")
+        for line in lines:
+            print("  " + line)
 
 
 def plot(result, path):
@@ -644,8 +745,10 @@ def main(argv=None):
         args.json = None
     else:
         result = run_benchmark(args)
+    add_intervals(result)
     print_table(result)
     print_naflex_ratio(result)
+    print_goals(result)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -1,5 +1,10 @@
 """Patch embedding of fixed-resolution images: a strided VALID convolution."""
 
+# Backends on which the non-overlapping convolution runs faster as one matmul over flattened
+# patches (benchmarks/README.md, "Patch embedding"): XLA's CPU convolution and torch's oneDNN one
+# are slower than their GEMMs for a stride-p, p x p kernel; TensorFlow's XLA convolution is not.
+_MATMUL_BACKENDS = ("jax", "torch")
+
 import keras
 from keras import ops
 
@@ -41,12 +46,32 @@ class PatchEmbedding(keras.layers.Layer):
         self.conv.build(input_shape)
 
     def call(self, images, return_grid=False):
-        grid = self.conv(images)
+        grid = None
+        if keras.backend.backend() in _MATMUL_BACKENDS:
+            grid = self._patch_matmul(images)
+        if grid is None:
+            grid = self.conv(images)
         _, h, w, d = ops.shape(grid)
         tokens = ops.reshape(grid, (-1, h * w, d))
         if return_grid:
             return tokens, grid
         return tokens
+
+    def _patch_matmul(self, images):
+        """The convolution as a matmul of flattened patches; None if the grid is not static."""
+        _, height, width, channels = images.shape
+        if height is None or width is None or channels is None:
+            return None
+        p = self.patch_size
+        h, w = height // p, width // p
+        images = images[:, : h * p, : w * p, :]  # VALID: drop pixels that fill no whole patch
+        patches = ops.reshape(images, (-1, h, p, w, p, channels))
+        patches = ops.transpose(patches, (0, 1, 3, 2, 4, 5))  # (B, h, w, p, p, C)
+        patches = ops.reshape(patches, (-1, p * p * channels))
+        # The kernel's (p, p, C) axes are in the patches' order, so a reshape lines them up.
+        kernel = ops.reshape(self.conv.kernel, (p * p * channels, self.hidden_dim))
+        grid = ops.add(ops.matmul(patches, kernel), self.conv.bias)
+        return ops.reshape(grid, (-1, h, w, self.hidden_dim))
 
     def compute_output_shape(self, input_shape):
         p = self.patch_size
