@@ -31,6 +31,9 @@ How it measures:
     run seconds apart in the same round, so the machine's slow drift in speed cancels. Each call starts after
     `--pause` idle seconds, so thread pools still spinning after the previous call (OpenMP keeps
     its threads busy for a while) do not slow it.
+  * Each ratio comes with a distribution-free interval for its median, from the order statistics of
+    the per-round ratios (95% coverage from 6 rounds on; with 5 rounds [min, max], 94%). The last
+    block prints the speed goals of issue 7 with these numbers and a verdict for each.
   * Matmul peak: each framework's float32 matmul (2048^3 and the MLP's 1568x768x3072), measured in
     every round beside the models; the machine's peak is the best of numpy, torch, JAX and
     TensorFlow. GFLOP/s count the matmul FLOPs the case must do (2mnk for every dense layer,
