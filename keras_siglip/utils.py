@@ -44,8 +44,8 @@ def compiled_call(layer, inputs):
 
     JAX: `jax.jit` over `layer.stateless_call`. torch: the same function recorded once per input
     signature with `make_fx` (an FX graph of the ATen calls eager mode makes, run without Keras'
-    per-layer Python work) under `torch.no_grad()`. In both the weights are arguments, so later
-    weight updates are seen. TensorFlow: `tf.function` compiled with XLA. Inputs are validated by
+    per-layer Python work) under `torch.inference_mode()`, returning ordinary tensors. In both the
+    weights are arguments, so later weight updates are seen. TensorFlow: `tf.function` compiled with XLA. Inputs are validated by
     the layer at trace time.
     """
     backend = keras.backend.backend()
@@ -115,9 +115,17 @@ def _torch_compiled_call(layer, inputs):
     trainable, non_trainable = _weight_values(layer)
     cache = layer.__dict__.setdefault("_keras_siglip_torch_graphs", {})
     key = _signature((inputs, trainable, non_trainable))
-    with torch.no_grad():
-        graph = cache.get(key)
-        if graph is None:
+    graph = cache.get(key)
+    if graph is None:
+        with torch.no_grad():
             forward = make_fx(_stateless_forward(layer))
             graph = cache[key] = forward(trainable, non_trainable, inputs)
-        return graph(trainable, non_trainable, inputs)
+    # inference_mode skips the view and version-counter bookkeeping that no_grad still does for
+    # the ~300 views of a B/16 graph (2% of a batch-1 forward, benchmarks/README.md); same kernels,
+    # same numbers.
+    with torch.inference_mode():
+        outputs = graph(trainable, non_trainable, inputs)
+    # Inference tensors cannot be saved for a later backward pass (a probe trained on the
+    # embeddings would fail): return ordinary tensors. The outputs are small (pooled embeddings,
+    # logits), so the copy is cheap.
+    return keras.tree.map_structure(torch.clone, outputs)

@@ -141,6 +141,16 @@ def test_encode_is_a_compiled_inference_path():
     np.testing.assert_allclose(to_numpy(texts), to_numpy(model.text_encoder(ids)), atol=1e-5)
     if backend == "torch":
         assert not embeddings.requires_grad and not texts.requires_grad  # no autograd graph
+        # The graph runs in inference mode, but hands back ordinary tensors: a probe trained on
+        # the embeddings can save them for its backward pass.
+        import torch
+
+        assert not embeddings.is_inference() and not texts.is_inference()
+        probe = torch.ones(embeddings.shape[-1], 2, requires_grad=True)
+        (embeddings @ probe).sum().backward()
+        np.testing.assert_allclose(
+            probe.grad.numpy(), np.repeat(to_numpy(embeddings).sum(0)[:, None], 2, 1), rtol=1e-6
+        )
         # The recorded graph replays eager mode's kernels: bit-identical, one graph per shape,
         # and weights are arguments, so an update after recording is seen.
         np.testing.assert_array_equal(to_numpy(embeddings), to_numpy(model.vision_encoder(images)))

@@ -108,7 +108,7 @@ class SigLIP(keras.Model):
         An inference path: concrete inputs run through a compiled function
         (JAX `jit`, `tf.function` with XLA, on torch a graph of the eager
         ATen calls recorded once per input shape and run under
-        `torch.no_grad()`); tensors being traced run inline. For gradients,
+        `torch.inference_mode()`); tensors being traced run inline. For gradients,
         call `model.vision_encoder(images)`.
         """
         self._check_values({"images": images})
