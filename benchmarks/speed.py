@@ -631,9 +631,10 @@ def print_table(result):
     coverages = {round(100 * r["vs_transformers_interval"][2]) for r in result["rows"]
                  if r.get("vs_transformers_interval")}
     if coverages:
+        coverage = "/".join(map(str, sorted(coverages)))
         print(f"\n[low, high]: distribution-free interval for the median of the per-round ratios "
-              f"(order statistics; covers it with probability {'/'.join(map(str, sorted(coverages)))}%"
-              f" over {result['repeats']} rounds).")
+              f"(order statistics; covers it with probability {coverage}% over "
+              f"{result['repeats']} rounds).")
 
 
 def print_naflex_ratio(result):

@@ -45,8 +45,8 @@ def compiled_call(layer, inputs):
     JAX: `jax.jit` over `layer.stateless_call`. torch: the same function recorded once per input
     signature with `make_fx` (an FX graph of the ATen calls eager mode makes, run without Keras'
     per-layer Python work) under `torch.inference_mode()`, returning ordinary tensors. In both the
-    weights are arguments, so later weight updates are seen. TensorFlow: `tf.function` compiled with XLA. Inputs are validated by
-    the layer at trace time.
+    weights are arguments, so later weight updates are seen. TensorFlow: `tf.function` compiled
+    with XLA. Inputs are validated by the layer at trace time.
     """
     backend = keras.backend.backend()
     if backend == "torch":

@@ -1,12 +1,13 @@
 """Patch embedding of fixed-resolution images: a strided VALID convolution."""
 
-# Backends on which the non-overlapping convolution runs faster as one matmul over flattened
-# patches (benchmarks/README.md, "Patch embedding"): XLA's CPU convolution and torch's oneDNN one
-# are slower than their GEMMs for a stride-p, p x p kernel; TensorFlow's XLA convolution is not.
-_MATMUL_BACKENDS = ("jax", "torch")
-
 import keras
 from keras import ops
+
+# Backends on which the non-overlapping convolution runs faster as one matmul over flattened
+# patches (benchmarks/README.md, "Patch embedding as a matmul"): XLA's CPU convolution and
+# torch's oneDNN one are slower than their GEMMs for a stride-p, p x p kernel; TensorFlow's XLA
+# convolution is not.
+_MATMUL_BACKENDS = ("jax", "torch")
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
