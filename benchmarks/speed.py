@@ -556,7 +556,12 @@ def _paired_ratio(numerators, denominators):
     The two calls of a round run seconds apart, so the machine's slow drift in speed (±20% over
     minutes on a shared host) cancels in each ratio; a ratio of medians would mix rounds.
     """
-    return statistics.median(a / b for a, b in zip(numerators, denominators))
+    return statistics.median(_round_ratios(numerators, denominators))
+
+
+def _round_ratios(numerators, denominators):
+    """`numerator / denominator` per round, for the median and its interval."""
+    return [a / b for a, b in zip(numerators, denominators)]
 
 
 def _median_interval(values, level=0.95):
@@ -587,11 +592,9 @@ def add_intervals(result):
         mine = times.get((row["case"], row["impl"]))
         row["vs_transformers_interval"] = None
         if reference and mine and row["impl"] != "transformers":
-            row["vs_transformers_interval"] = _median_interval(
-                [a / b for a, b in zip(reference, mine)])
+            row["vs_transformers_interval"] = _median_interval(_round_ratios(reference, mine))
     result["naflex_over_fixed_interval"] = {
-        impl: _median_interval([a / b for a, b in zip(times["naflex_256", impl],
-                                                       times["fixed_256", impl])])
+        impl: _median_interval(_round_ratios(times["naflex_256", impl], times["fixed_256", impl]))
         for impl in result.get("naflex_over_fixed", {})
         if ("naflex_256", impl) in times and ("fixed_256", impl) in times
     }

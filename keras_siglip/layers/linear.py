@@ -6,6 +6,16 @@ import keras
 from keras import ops
 
 
+def affine(x, kernel, bias):
+    """`x @ kernel + bias` for a 2-D `x` and `kernel`: `torch.addmm` on torch (the bias added
+    inside the GEMM, not in a second pass over the output), a matmul and an add elsewhere."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.addmm(bias, x, kernel)
+    return ops.add(ops.matmul(x, kernel), bias)
+
+
 @keras.saving.register_keras_serializable(package="keras_siglip")
 class Linear(keras.layers.Layer):
     """`x @ kernel + bias`, contracting the last `input_axes` axes of `x`.
@@ -59,13 +69,7 @@ class Linear(keras.layers.Layer):
         x = ops.reshape(x, (-1, in_size))
         kernel = ops.reshape(self.kernel, (in_size, out_size))
         bias = ops.reshape(self.bias, (out_size,))
-        if keras.backend.backend() == "torch":
-            import torch
-
-            y = torch.addmm(bias, x, kernel)
-        else:
-            y = ops.add(ops.matmul(x, kernel), bias)
-        return ops.reshape(y, (*leading, *self.units_shape))
+        return ops.reshape(affine(x, kernel, bias), (*leading, *self.units_shape))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[: -self.input_axes], *self.units_shape)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_siglip.layers.linear import affine
+
 # Backends on which the non-overlapping convolution runs faster as one matmul over flattened
 # patches (benchmarks/README.md, "Patch embedding as a matmul"): XLA's CPU convolution and
 # torch's oneDNN one are slower than their GEMMs for a stride-p, p x p kernel; TensorFlow's XLA
@@ -71,7 +73,7 @@ class PatchEmbedding(keras.layers.Layer):
         patches = ops.reshape(patches, (-1, p * p * channels))
         # The kernel's (p, p, C) axes are in the patches' order, so a reshape lines them up.
         kernel = ops.reshape(self.conv.kernel, (p * p * channels, self.hidden_dim))
-        grid = ops.add(ops.matmul(patches, kernel), self.conv.bias)
+        grid = affine(patches, kernel, self.conv.bias)
         return ops.reshape(grid, (-1, h, w, self.hidden_dim))
 
     def compute_output_shape(self, input_shape):
