@@ -1,0 +1,168 @@
+"""Float32 GEMM speed of each framework on the matmul shapes of a B/16 tower at batch 8.
+
+A B/16 encoder block at batch 8 (8 x 197 = 1576 tokens, width 768, MLP 3072) spends ~94% of its
+time in four matmuls; this script times exactly those shapes, and a 2048^3 square, in every
+framework the benchmarks compare, interleaved in one process (each round runs every shape on every
+kernel in turn, rotating who goes first), so the numbers are side by side on the same machine state:
+
+  numpy                 numpy's BLAS (OpenBLAS in the PyPI wheels)
+  torch                 `torch.mm` (what transformers' `nn.Linear` runs, as `addmm`)
+  tensorflow            `tf.linalg.matmul`, eager (Eigen / oneDNN)
+  tensorflow-xla        the same in `tf.function(jit_compile=True)`, as keras-siglip runs TensorFlow
+  jax                   `jax.jit(jnp.matmul)` with the default XLA:CPU options (YNNPACK dot fusions)
+  jax-eigen             the same compiled with YNNPACK's dot fusions off (XLA's Eigen dot), through
+                        per-compilation `compiler_options`, so no global XLA flag is touched
+
+It answers "how fast can each framework's GEMM go here", which bounds what a model built on it can
+reach: keras-siglip on JAX can only beat transformers by as much as XLA's dots allow.
+
+Usage:
+  python benchmarks/gemm.py                      # 15 rounds, 2 threads each
+  python benchmarks/gemm.py --repeats 31 --json gemm.json
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# (m, k, n) of `(m, k) @ (k, n)`: q/k/v fused, attention output, MLP up, MLP down, square.
+SHAPES = {
+    "qkv 1576x768x2304": (1576, 768, 2304),
+    "out 1576x768x768": (1576, 768, 768),
+    "up 1576x768x3072": (1576, 768, 3072),
+    "down 1576x3072x768": (1576, 3072, 768),
+    "square 2048^3": (2048, 2048, 2048),
+}
+KERNELS = ("numpy", "torch", "tensorflow", "tensorflow-xla", "jax", "jax-eigen")
+
+
+def _operands(m, k, n):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((m, k), dtype=np.float32),
+            rng.standard_normal((k, n), dtype=np.float32))
+
+
+def make_kernel(name, m, k, n, threads):
+    """A no-argument function that computes one `(m, k) @ (k, n)` product and waits for it."""
+    a, b = _operands(m, k, n)
+    if name == "numpy":
+        return lambda: a @ b
+    if name == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        return lambda: torch.mm(ta, tb)
+    if name.startswith("tensorflow"):
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # one tf.function per shape is intended, not retracing
+        ta, tb = tf.constant(a), tf.constant(b)
+        if name == "tensorflow":
+            return lambda: tf.linalg.matmul(ta, tb).numpy()
+        fn = tf.function(tf.linalg.matmul, jit_compile=True)
+        return lambda: fn(ta, tb).numpy()
+    import jax
+    import jax.numpy as jnp
+
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    options = {"xla_cpu_experimental_ynn_fusion_type": ""} if name == "jax-eigen" else {}
+    compiled = jax.jit(jnp.matmul).lower(ja, jb).compile(compiler_options=options)
+    return lambda: compiled(ja, jb).block_until_ready()
+
+
+def _set_tf_threads(threads):
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def run(kernels, repeats, warmup, threads, pause):
+    import numpy as np
+
+    if any(k.startswith("tensorflow") for k in kernels):
+        _set_tf_threads(threads)
+    calls, reference = {}, {}
+    for label, (m, k, n) in SHAPES.items():
+        a, b = _operands(m, k, n)
+        reference[label] = a.astype(np.float64) @ b.astype(np.float64)
+        for kernel in kernels:
+            call = calls[label, kernel] = make_kernel(kernel, m, k, n, threads)
+            out = np.asarray(call())
+            error = float(np.max(np.abs(out - reference[label])))
+            if error > 1e-2:  # float32 sums of up to 3072 products of N(0, 1) values
+                raise RuntimeError(
+                    f"{kernel} computed a wrong {label} product (max |diff| {error:.2e})")
+    times = {key: [] for key in calls}
+    for round_index in range(warmup + repeats):
+        shift = round_index % len(kernels)
+        order = kernels[shift:] + kernels[:shift]
+        for label in SHAPES:
+            for kernel in order:
+                time.sleep(pause)
+                start = time.perf_counter()
+                calls[label, kernel]()
+                elapsed = time.perf_counter() - start
+                if round_index >= warmup:
+                    times[label, kernel].append(elapsed)
+    return times
+
+
+def summarise(times, kernels):
+    """GFLOP/s per (shape, kernel): median over rounds, and the median per-round ratio to numpy."""
+    rows = []
+    for label, (m, k, n) in SHAPES.items():
+        flops = 2 * m * k * n
+        for kernel in kernels:
+            ts = times[label, kernel]
+            row = {"shape": label, "kernel": kernel, "median_ms": 1e3 * statistics.median(ts),
+                   "gflops": flops / statistics.median(ts) / 1e9}
+            if "numpy" in kernels:
+                row["vs_numpy"] = statistics.median(
+                    base / t for base, t in zip(times[label, "numpy"], ts))
+            rows.append(row)
+    return rows
+
+
+def print_table(rows, repeats, threads):
+    print(f"float32 GEMM, {threads} threads, median of {repeats} interleaved rounds")
+    print("| shape | kernel | median ms | GFLOP/s | speed vs numpy (median per-round ratio) |")
+    print("|---|---|---:|---:|---:|")
+    for row in rows:
+        ratio = f"{row['vs_numpy']:.2f}x" if "vs_numpy" in row else "-"
+        print(f"| {row['shape']} | {row['kernel']} | {row['median_ms']:.1f} | "
+              f"{row['gflops']:.1f} | {ratio} |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS))
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds (default 15)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per framework (default 2)")
+    parser.add_argument("--pause", type=float, default=0.2,
+                        help="idle seconds before each call (default 0.2)")
+    parser.add_argument("--json", help="write every round's times and the table here")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    times = run(args.kernels, args.repeats, args.warmup, args.threads, args.pause)
+    rows = summarise(times, args.kernels)
+    print_table(rows, args.repeats, args.threads)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "rows": rows,
+                       "times": {f"{s}|{k}": v for (s, k), v in times.items()}}, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
