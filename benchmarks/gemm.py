@@ -28,6 +28,10 @@ import statistics
 import sys
 import time
 
+import numpy as np
+
+from speed import set_threads  # this folder is on sys.path when a script here runs
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # (m, k, n) of `(m, k) @ (k, n)`: q/k/v fused, attention output, MLP up, MLP down, square.
@@ -42,22 +46,18 @@ KERNELS = ("numpy", "torch", "tensorflow", "tensorflow-xla", "jax", "jax-eigen")
 
 
 def _operands(m, k, n):
-    import numpy as np
-
     rng = np.random.default_rng(0)
     return (rng.standard_normal((m, k), dtype=np.float32),
             rng.standard_normal((k, n), dtype=np.float32))
 
 
-def make_kernel(name, m, k, n, threads):
-    """A no-argument function that computes one `(m, k) @ (k, n)` product and waits for it."""
-    a, b = _operands(m, k, n)
+def make_kernel(name, a, b):
+    """A no-argument function that computes `a @ b` with kernel `name` and waits for it."""
     if name == "numpy":
         return lambda: a @ b
     if name == "torch":
         import torch
 
-        torch.set_num_threads(threads)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         return lambda: torch.mm(ta, tb)
     if name.startswith("tensorflow"):
@@ -78,26 +78,18 @@ def make_kernel(name, m, k, n, threads):
     return lambda: compiled(ja, jb).block_until_ready()
 
 
-def _set_tf_threads(threads):
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
 def run(kernels, repeats, warmup, threads, pause):
-    import numpy as np
-
-    if any(k.startswith("tensorflow") for k in kernels):
-        _set_tf_threads(threads)
-    calls, reference = {}, {}
+    for backend in ("torch", "tensorflow"):
+        if any(kernel.startswith(backend) for kernel in kernels):
+            set_threads(backend, threads)
+    calls = {}
     for label, (m, k, n) in SHAPES.items():
         a, b = _operands(m, k, n)
-        reference[label] = a.astype(np.float64) @ b.astype(np.float64)
+        reference = a.astype(np.float64) @ b.astype(np.float64)
         for kernel in kernels:
-            call = calls[label, kernel] = make_kernel(kernel, m, k, n, threads)
+            call = calls[label, kernel] = make_kernel(kernel, a, b)
             out = np.asarray(call())
-            error = float(np.max(np.abs(out - reference[label])))
+            error = float(np.max(np.abs(out - reference)))
             if error > 1e-2:  # float32 sums of up to 3072 products of N(0, 1) values
                 raise RuntimeError(
                     f"{kernel} computed a wrong {label} product (max |diff| {error:.2e})")

@@ -338,7 +338,8 @@ def _matmul_timer(backend):
     return measure
 
 
-def _set_threads(backend, threads):
+def set_threads(backend, threads):
+    """Intra-op threads of torch or TensorFlow (JAX and numpy use all cores); also used by gemm.py."""
     if backend == "torch":
         import torch
 
@@ -355,7 +356,7 @@ def worker(backend, impls, cases, out_dir, threads):
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything the libraries print goes to the log, not into the protocol
     sys.path.insert(0, ROOT)
-    _set_threads(backend, threads)
+    set_threads(backend, threads)
     import keras
 
     assert keras.backend.backend() == backend
