@@ -1,9 +1,10 @@
 """Float32 GEMM speed of each framework on the matmul shapes of a B/16 tower at batch 8.
 
-A B/16 encoder block at batch 8 (8 x 197 = 1576 tokens, width 768, MLP 3072) spends ~94% of its
-time in four matmuls; this script times exactly those shapes, and a 2048^3 square, in every
-framework the benchmarks compare, interleaved in one process (each round runs every shape on every
-kernel in turn, rotating who goes first), so the numbers are side by side on the same machine state:
+A B/16 encoder block at batch 8 (8 x 196 = 1568 tokens, no class token; width 768, MLP 3072)
+spends ~94% of its time in four matmuls; this script times exactly those shapes, and a 2048^3
+square, in every framework the benchmarks compare, interleaved in one process (each round runs
+every shape on every kernel in turn, rotating who goes first), so the numbers are side by side on
+the same machine state:
 
   numpy                 numpy's BLAS (OpenBLAS in the PyPI wheels)
   torch                 `torch.mm` (what transformers' `nn.Linear` runs, as `addmm`)
@@ -36,10 +37,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # (m, k, n) of `(m, k) @ (k, n)`: q/k/v fused, attention output, MLP up, MLP down, square.
 SHAPES = {
-    "qkv 1576x768x2304": (1576, 768, 2304),
-    "out 1576x768x768": (1576, 768, 768),
-    "up 1576x768x3072": (1576, 768, 3072),
-    "down 1576x3072x768": (1576, 3072, 768),
+    "qkv 1568x768x2304": (1568, 768, 2304),
+    "out 1568x768x768": (1568, 768, 768),
+    "up 1568x768x3072": (1568, 768, 3072),
+    "down 1568x3072x768": (1568, 3072, 768),
     "square 2048^3": (2048, 2048, 2048),
 }
 KERNELS = ("numpy", "torch", "tensorflow", "tensorflow-xla", "jax", "jax-eigen")

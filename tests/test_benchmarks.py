@@ -1,0 +1,90 @@
+"""The benchmark scripts run, and their statistics are right.
+
+Timings themselves are not asserted (speed goals are met in `benchmarks/`, not by timed tests):
+these tests check that `benchmarks/gemm.py` runs end to end and writes what it promises, that the
+recorded speed runs still load and print, and that the median interval of `benchmarks/speed.py`
+matches the textbook order-statistic ranks.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.backend_independent
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import gemm  # noqa: E402  (benchmarks/ is not a package)
+import speed  # noqa: E402
+
+
+def _binomial_coverage(n, low_rank, high_rank):
+    """P(x_(low) <= median <= x_(high)) for n i.i.d. values (1-based ranks), computed directly."""
+    return sum(math.comb(n, i) for i in range(low_rank, high_rank)) / 2**n
+
+
+# (n, 1-based ranks of the 95% interval): the standard table of distribution-free confidence
+# intervals for a median (e.g. Conover, Practical Nonparametric Statistics, table A3).
+@pytest.mark.parametrize("n, low_rank, high_rank",
+                         [(6, 1, 6), (10, 2, 9), (15, 4, 12), (17, 5, 13), (21, 6, 16)])
+def test_median_interval_matches_order_statistic_table(n, low_rank, high_rank):
+    # Values whose sorted position is their value, handed over unsorted.
+    values = [float(v) for v in range(1, n + 1)]
+    values = values[1::2] + values[0::2]
+    low, high, coverage = speed._median_interval(values)
+    assert (low, high) == (low_rank, high_rank)
+    assert coverage == pytest.approx(_binomial_coverage(n, low_rank, high_rank), abs=1e-12)
+    assert coverage >= 0.95
+    # The next narrower interval would not reach 95%.
+    assert _binomial_coverage(n, low_rank + 1, high_rank - 1) < 0.95
+
+
+def test_median_interval_of_too_few_values_is_the_range():
+    low, high, coverage = speed._median_interval([3.0, 1.0, 2.0, 5.0, 4.0])
+    assert (low, high) == (1.0, 5.0)
+    assert coverage == pytest.approx(1 - 2 / 32)
+
+
+def test_paired_ratio_pairs_rounds():
+    # Per-round ratios 2, 1, 4, 3, 1.5 -> median 2; a ratio of medians would give 3 / 1.
+    numerators = [2.0, 1.0, 4.0, 3.0, 3.0]
+    denominators = [1.0, 1.0, 1.0, 1.0, 2.0]
+    assert speed._paired_ratio(numerators, denominators) == 2.0
+
+
+@pytest.mark.parametrize("name", ["speed_goals.json", "speed_jax_b8_run1.json",
+                                  "speed_jax_b8_run2.json"])
+def test_recorded_speed_runs_load_and_print(name, capsys):
+    speed.main(["--from-json", str(BENCHMARKS / name)])
+    out = capsys.readouterr().out
+    assert "| vision_b8 | keras-jax | 8 |" in out
+    assert "Goals of issue 7" in out
+    result = json.loads((BENCHMARKS / name).read_text())
+    for row in result["rows"]:
+        assert len(row["times_s"]) == result["repeats"]
+
+
+def test_gemm_script_runs_and_checks_its_products(tmp_path):
+    """One round of numpy and JAX on every shape; the script checks each product against float64."""
+    out = tmp_path / "gemm.json"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gemm.py"), "--kernels", "numpy", "jax",
+         "--repeats", "1", "--warmup", "0", "--pause", "0", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [(r["shape"], r["kernel"]) for r in result["rows"]] == [
+        (shape, kernel) for shape in gemm.SHAPES for kernel in ("numpy", "jax")]
+    for row in result["rows"]:
+        m, k, n = gemm.SHAPES[row["shape"]]
+        assert row["gflops"] == pytest.approx(2 * m * k * n / row["median_ms"] / 1e6)
+        assert row["gflops"] > 0
+    assert all(r["vs_numpy"] == 1.0 for r in result["rows"] if r["kernel"] == "numpy")
+    assert "| qkv 1568x768x2304 | numpy |" in proc.stdout
