@@ -31,8 +31,6 @@ import time
 
 import numpy as np
 
-from speed import set_threads  # this folder is on sys.path when a script here runs
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # (m, k, n) of `(m, k) @ (k, n)`: q/k/v fused, attention output, MLP up, MLP down, square.
@@ -52,8 +50,24 @@ def _operands(m, k, n):
             rng.standard_normal((k, n), dtype=np.float32))
 
 
+def set_threads(backend, threads):
+    """Intra-op threads of torch or TensorFlow (JAX and numpy use all cores); speed.py uses it too."""
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 def make_kernel(name, a, b):
-    """A no-argument function that computes `a @ b` with kernel `name` and waits for it."""
+    """A no-argument function that computes `a @ b` with kernel `name` and waits for it.
+
+    `a` and `b` are float32 numpy arrays; speed.py times its matmul peaks with these calls too.
+    """
     if name == "numpy":
         return lambda: a @ b
     if name == "torch":

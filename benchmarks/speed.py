@@ -59,6 +59,8 @@ import time
 
 import numpy as np
 
+from gemm import make_kernel, set_threads  # this folder is on sys.path when a script here runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("jax", "tensorflow", "torch")
 IMPLS = (
@@ -294,34 +296,14 @@ class KerasHub:
 
 
 def _matmul_timer(backend):
-    """A function timing one float32 matmul of shape (m, k) @ (k, n) in `backend`'s framework."""
-    if backend == "numpy":
-        def make(m, k, n):
-            a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
-            return lambda: a @ b
-    elif backend == "jax":
-        import jax
-        import jax.numpy as jnp
+    """A function timing one float32 matmul of shape (m, k) @ (k, n) in `backend`'s framework.
 
-        matmul = jax.jit(jnp.matmul)
-
-        def make(m, k, n):
-            a, b = jnp.ones((m, k), jnp.float32), jnp.ones((k, n), jnp.float32)
-            return lambda: matmul(a, b).block_until_ready()
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        def make(m, k, n):
-            a, b = tf.ones((m, k)), tf.ones((k, n))
-            return lambda: tf.linalg.matmul(a, b)  # eager on the CPU: returns when done
-    else:
-        import torch
-
-        def make(m, k, n):
-            a, b = torch.ones((m, k)), torch.ones((k, n))
-            return lambda: torch.mm(a, b)
-
-    calls = {shape: make(*shape) for shape in MATMUL_SHAPES}
+    The calls are `gemm.make_kernel`'s (TensorFlow eager), on all-ones operands.
+    """
+    calls = {
+        (m, k, n): make_kernel(backend, np.ones((m, k), np.float32), np.ones((k, n), np.float32))
+        for m, k, n in MATMUL_SHAPES
+    }
 
     def measure(reps=5):
         best = 0.0
@@ -336,19 +318,6 @@ def _matmul_timer(backend):
         return best
 
     return measure
-
-
-def set_threads(backend, threads):
-    """Intra-op threads of torch or TensorFlow (JAX and numpy use all cores); also used by gemm.py."""
-    if backend == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def worker(backend, impls, cases, out_dir, threads):
