@@ -59,7 +59,8 @@ import time
 
 import numpy as np
 
-from gemm import make_kernel, set_threads  # this folder is on sys.path when a script here runs
+# This folder is on sys.path when a script here runs.
+from gemm import describe_machine, machine_info, make_kernel, set_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -517,7 +518,7 @@ def _summarise(args, impls, times, outputs, peaks, info):
     }
     return dict(rows=rows, matmul_gflops=peak_by_framework, machine_peak_gflops=machine_peak,
                 naflex_over_fixed=naflex_over_fixed, versions=info, threads=args.threads,
-                repeats=args.repeats, warmup=args.warmup)
+                repeats=args.repeats, warmup=args.warmup, machine=machine_info())
 
 
 def _paired_ratio(numerators, denominators):
@@ -588,6 +589,8 @@ def _fmt_ratio(value, interval):
 
 def print_table(result):
     peaks = result["matmul_gflops"]
+    if result.get("machine"):
+        print("\n" + describe_machine(result["machine"]), end="")
     print("\nfloat32 matmul peak (GFLOP/s, median over rounds): "
           + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
           + f"; machine peak {result['machine_peak_gflops']:.1f}")

@@ -57,16 +57,45 @@ def test_paired_ratio_pairs_rounds():
     assert speed._paired_ratio(numerators, denominators) == 2.0
 
 
-@pytest.mark.parametrize("name", ["speed_goals.json", "speed_jax_b8_run1.json",
-                                  "speed_jax_b8_run2.json"])
+RECORDED_SPEED_RUNS = sorted(p.name for p in BENCHMARKS.glob("speed*.json"))
+
+
+def test_every_recorded_speed_run_is_checked():
+    assert {"speed_goals.json", "speed_avx512_goals.json",
+            "speed_avx512_torch.json"} <= set(RECORDED_SPEED_RUNS)
+
+
+@pytest.mark.parametrize("name", RECORDED_SPEED_RUNS)
 def test_recorded_speed_runs_load_and_print(name, capsys):
     speed.main(["--from-json", str(BENCHMARKS / name)])
     out = capsys.readouterr().out
-    assert "| vision_b8 | keras-jax | 8 |" in out
-    assert "Goals of issue 7" in out
     result = json.loads((BENCHMARKS / name).read_text())
     for row in result["rows"]:
+        assert f"| {row['case']} | {row['impl']} | {row['batch']} |" in out
         assert len(row["times_s"]) == result["repeats"]
+    if any(row["impl"] == "transformers" for row in result["rows"]):
+        assert "Goals of issue 7" in out
+    # Runs recorded since the machine field exists say which host ran them.
+    if "machine" in result:
+        assert gemm.describe_machine(result["machine"]) in out
+        assert result["machine"]["cores"] >= 1
+
+
+def test_machine_info_reads_model_cores_and_simd(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\n"
+                       "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n\n"
+                       "processor\t: 1\nmodel name\t: Test CPU 9000\nflags\t\t: fpu\n")
+    machine = gemm.machine_info(str(cpuinfo))
+    assert machine["cpu"] == "Test CPU 9000"
+    assert machine["simd"] == ["avx2", "fma", "avx512f"]
+    assert machine["cores"] >= 1
+    assert gemm.describe_machine(machine) == (
+        f"machine: Test CPU 9000, {machine['cores']} cores, SIMD avx2 fma avx512f")
+    # Without /proc/cpuinfo the description still names the platform, with no SIMD listed.
+    bare = gemm.machine_info(str(tmp_path / "missing"))
+    assert bare["simd"] == [] and bare["cpu"]
+    assert gemm.describe_machine(None) == ""
 
 
 def test_gemm_script_runs_and_checks_its_products(tmp_path):
@@ -88,3 +117,5 @@ def test_gemm_script_runs_and_checks_its_products(tmp_path):
         assert row["gflops"] > 0
     assert all(r["vs_numpy"] == 1.0 for r in result["rows"] if r["kernel"] == "numpy")
     assert "| qkv 1568x768x2304 | numpy |" in proc.stdout
+    assert result["machine"] == gemm.machine_info()
+    assert gemm.describe_machine(result["machine"]) in proc.stdout
