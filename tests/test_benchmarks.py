@@ -81,6 +81,77 @@ def test_recorded_speed_runs_load_and_print(name, capsys):
         assert result["machine"]["cores"] >= 1
 
 
+def test_goal_targets_are_those_of_issue_7():
+    assert speed.goal_target("vision_b8", "keras-jax") == 1.15
+    assert speed.goal_target("vision_b1", "keras-jax") == 1.15
+    assert speed.goal_target("vision_b8", "keras-torch") == 1.0
+    assert speed.goal_target("vision_b32", "keras-tensorflow") == 1.0
+    assert speed.goal_target("two_tower", "keras-jax") == 1.0
+    # No ratio goal: the 256-token towers (NaFlex has its own goal against fixed@256), peers.
+    assert speed.goal_target("fixed_256", "keras-jax") is None
+    assert speed.goal_target("naflex_256", "keras-torch") is None
+    assert speed.goal_target("vision_b8", "kerashub-jax") is None
+    assert speed.goal_target("vision_b8", "transformers") is None
+
+
+def _run(rows, machine="m"):
+    return {"rows": [dict(case=c, impl=i, times_s=t) for c, i, t in rows],
+            "machine": {"cpu": machine, "cores": 2, "simd": []}}
+
+
+def test_pool_runs_keeps_runs_apart_and_pools_rounds():
+    # Run 1: per-round ratios (transformers / keras-jax) 1.1, 1.0, 1.3 -> median 1.1;
+    # run 2: 1.1, 1.4 -> median 1.25. keras-torch only in run 1, a peer without transformers'
+    # rows in run 3 is skipped.
+    run1 = _run([("vision_b8", "keras-jax", [1.0, 2.0, 1.0]),
+                 ("vision_b8", "transformers", [1.1, 2.0, 1.3]),
+                 ("vision_b8", "keras-torch", [1.5, 2.0, 1.3])])
+    run2 = _run([("vision_b8", "transformers", [2.2, 1.4]),
+                 ("vision_b8", "keras-jax", [2.0, 1.0])])
+    run3 = _run([("vision_b8", "keras-jax", [1.0])])
+    jax_row, torch_row = speed.pool_runs([run1, run2, run3])
+    assert (jax_row["case"], jax_row["impl"], jax_row["target"]) == ("vision_b8", "keras-jax", 1.15)
+    assert jax_row["run_medians"] == pytest.approx([1.1, 1.25])
+    assert jax_row["runs_meeting"] == 1
+    # The pooled median is over all five rounds: 1.0, 1.1, 1.1, 1.3, 1.4.
+    assert jax_row["rounds"] == 5 and jax_row["pooled_median"] == pytest.approx(1.1)
+    assert jax_row["pooled_interval"][:2] == pytest.approx((1.0, 1.4))
+    # Fastest rounds: run 1 1.1 / 1.0, run 2 1.4 / 1.0.
+    assert jax_row["fastest_ratios"] == pytest.approx([1.1, 1.4])
+    assert torch_row["impl"] == "keras-torch" and torch_row["target"] == 1.0
+    assert torch_row["run_medians"] == pytest.approx([1.0]) and torch_row["runs_meeting"] == 1
+
+
+def test_several_recorded_runs_print_each_then_across_runs(capsys):
+    names = ["speed_avx512_jax_b8_a.json", "speed_avx512_jax_b8_b.json"]
+    speed.main(["--from-json", *[str(BENCHMARKS / n) for n in names]])
+    out = capsys.readouterr().out
+    for name in names:
+        assert f"== {BENCHMARKS / name}" in out
+    assert out.count("Goals of issue 7") == 2
+    assert "Across 2 runs (speed_avx512_jax_b8_a.json, speed_avx512_jax_b8_b.json):" in out
+    assert "| vision_b8 | keras-jax | 1.15x | 1.30x / 1.14x | 1 of 2 |" in out
+    assert "WARNING" not in out
+
+
+def test_pooling_runs_of_different_machines_warns(capsys, tmp_path):
+    paths = []
+    for machine in ("cpu a", "cpu b"):
+        paths.append(tmp_path / f"{machine}.json")
+        result = _run([("vision_b8", "keras-jax", [1.0] * 3), ("vision_b8", "transformers", [1.2] * 3)],
+                      machine)
+        result.update(matmul_gflops={"jax": 100.0}, machine_peak_gflops=100.0, repeats=3)
+        for row in result["rows"]:
+            row.update(batch=8, median_s=row["times_s"][0], per_s=8 / row["times_s"][0], gflops=1.0,
+                       of_machine_peak=0.01, of_framework_peak=0.01, max_abs_diff=None,
+                       vs_transformers=1.2 if row["impl"] == "keras-jax" else 1.0)
+        paths[-1].write_text(json.dumps(result))
+    speed.main(["--from-json", *map(str, paths)])
+    out = capsys.readouterr().out
+    assert "WARNING: these runs come from different machines" in out
+    assert "| vision_b8 | keras-jax | 1.15x | 1.20x / 1.20x | 2 of 2 |" in out
+
+
 def test_machine_info_reads_model_cores_and_simd(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\n"
