@@ -1,7 +1,24 @@
-"""Shared pytest set-up: report which Keras backend this pass runs on."""
+"""Shared pytest set-up: report which Keras backend this pass runs on; free real-size models."""
+
+import gc
 
 import keras
+import pytest
 
 
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
+
+
+@pytest.fixture(autouse=True)
+def _free_real_size_models(request):
+    """After each `slow` test (real-size models, up to 1.9B parameters), drop what it built.
+
+    Without this, models of earlier tests stay reachable (Keras' global state, reference cycles
+    not yet collected) and the peak memory of the slow pass grows from test to test: 17.7 GB on
+    TensorFlow against 9.2 GB for the largest preset alone, and past 24 GB (killed) in one run.
+    """
+    yield
+    if request.node.get_closest_marker("slow"):
+        keras.backend.clear_session()
+        gc.collect()
