@@ -556,9 +556,14 @@ def _median_interval(values, level=0.95):
     return xs[j], xs[n - 1 - j], coverage(j)
 
 
+def _round_times(result):
+    """`(case, impl) -> per-round seconds` of a result's rows that recorded them."""
+    return {(r["case"], r["impl"]): r["times_s"] for r in result["rows"] if r.get("times_s")}
+
+
 def add_intervals(result):
     """Adds the median interval of every per-round ratio in `result` (also to older JSON files)."""
-    times = {(r["case"], r["impl"]): r["times_s"] for r in result["rows"] if r.get("times_s")}
+    times = _round_times(result)
     for row in result["rows"]:
         reference = times.get((row["case"], "transformers"))
         mine = times.get((row["case"], row["impl"]))
@@ -697,7 +702,7 @@ def pool_runs(results):
     """
     pooled = {}
     for result in results:
-        times = {(r["case"], r["impl"]): r["times_s"] for r in result["rows"] if r.get("times_s")}
+        times = _round_times(result)
         for (case, impl), mine in times.items():
             reference = times.get((case, "transformers"))
             if impl == "transformers" or not reference:
@@ -799,32 +804,27 @@ def main(argv=None):
     if args.worker:
         return worker(args.worker, args.impls, args.cases, args.out_dir, args.threads)
     if args.from_json:
-        results = []
-        for path in args.from_json:
+        paths, results = args.from_json, []
+        for path in paths:
             with open(path) as f:
-                results.append(add_intervals(json.load(f)))
-        if len(results) > 1:
-            for path, result in zip(args.from_json, results):
-                print(f"\n== {path}")
-                print_table(result)
-                print_goals(result)
-            print_pooled(results, [os.path.basename(p) for p in args.from_json])
-            if args.plot:
-                plot(results[0], args.plot)
-            return
-        result = results[0]
+                results.append(json.load(f))
         args.json = None
     else:
-        result = run_benchmark(args)
-    add_intervals(result)
-    print_table(result)
-    print_naflex_ratio(result)
-    print_goals(result)
+        paths, results = [args.json], [run_benchmark(args)]
+    for path, result in zip(paths, results):
+        if len(results) > 1:
+            print(f"\n== {path}")
+        add_intervals(result)
+        print_table(result)
+        print_naflex_ratio(result)
+        print_goals(result)
+    if len(results) > 1:
+        print_pooled(results, [os.path.basename(p) for p in paths])
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+            json.dump(results[0], f, indent=1)
     if args.plot:
-        plot(result, args.plot)
+        plot(results[0], args.plot)
 
 
 if __name__ == "__main__":
