@@ -109,12 +109,15 @@ def _torch_compiled_call(layer, inputs):
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
 
+    from keras_siglip.layers.linear import torch_cpu_gemm
+
     inputs = keras.tree.map_structure(
         lambda x: x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x), inputs
     )
     trainable, non_trainable = _weight_values(layer)
     cache = layer.__dict__.setdefault("_keras_siglip_torch_graphs", {})
-    key = _signature((inputs, trainable, non_trainable))
+    # The matmul kernel (`layers.linear.torch_cpu_gemm`) is part of what a graph records.
+    key = (_signature((inputs, trainable, non_trainable)), torch_cpu_gemm())
     graph = cache.get(key)
     if graph is None:
         with torch.no_grad():

@@ -177,3 +177,59 @@ def test_linear_mixed_bfloat16_computes_in_bfloat16():
     kernel, bias = (to_numpy(w) for w in layer.weights)
     assert kernel.dtype == np.float32  # variables stay float32
     np.testing.assert_allclose(to_numpy(keras.ops.cast(out, "float32")), x @ kernel + bias, atol=0.05)
+
+
+def _torch_gemms():
+    """The torch CPU matmul kernels this torch build offers."""
+    import torch
+
+    from keras_siglip.layers.linear import _onednn_linear
+
+    return ["addmm"] + (["onednn"] if _onednn_linear(torch) is not None else [])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's CPU matmul kernels")
+def test_torch_cpu_gemm_kernels_match_numpy_and_keep_gradients(monkeypatch):
+    import torch
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from keras_siglip.layers.linear import affine
+
+    rng = np.random.default_rng(11)
+    x, kernel = rng.standard_normal((70, 96)), rng.standard_normal((96, 40)) / 10
+    bias, upstream = rng.standard_normal(40), rng.standard_normal((70, 40))
+    expected = x @ kernel + bias  # float64
+    for gemm in _torch_gemms():
+        monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", gemm)
+        tx, tk, tb = (torch.tensor(a, dtype=torch.float32) for a in (x, kernel, bias))
+        with torch.no_grad():
+            np.testing.assert_allclose(affine(tx, tk, tb).numpy(), expected, atol=1e-5)
+            graph = make_fx(affine)(tx, tk, tb)
+        ops_run = {str(node.target) for node in graph.graph.nodes if node.op == "call_function"}
+        assert ("mkldnn._linear_pointwise.default" in ops_run) == (gemm == "onednn"), ops_run
+        # With autograd on, the GEMM is one with a backward (oneDNN's linear has none): the
+        # gradients are x^T g, g^T 1 and g W^T.
+        tx, tk, tb = (t.requires_grad_() for t in (tx, tk, tb))
+        out = affine(tx, tk, tb)
+        np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-5)
+        out.backward(torch.tensor(upstream, dtype=torch.float32))
+        np.testing.assert_allclose(tk.grad.numpy(), x.T @ upstream, atol=1e-4)
+        np.testing.assert_allclose(tb.grad.numpy(), upstream.sum(0), atol=1e-4)
+        np.testing.assert_allclose(tx.grad.numpy(), upstream @ kernel.T, atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's CPU matmul kernels")
+def test_torch_cpu_gemm_choice(monkeypatch):
+    import torch
+
+    from keras_siglip.layers.linear import _onednn_linear, torch_cpu_gemm
+
+    monkeypatch.delenv("KERAS_SIGLIP_TORCH_CPU_GEMM", raising=False)
+    avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    has_onednn = _onednn_linear(torch) is not None
+    assert torch_cpu_gemm() == ("onednn" if avx512 and has_onednn else "addmm")
+    monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", "addmm")
+    assert torch_cpu_gemm() == "addmm"
+    monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", "mkl")
+    with pytest.raises(ValueError, match=r"KERAS_SIGLIP_TORCH_CPU_GEMM='mkl'.*one of \('onednn', 'addmm'\)"):
+        torch_cpu_gemm()

@@ -151,19 +151,25 @@ def test_encode_is_a_compiled_inference_path():
         np.testing.assert_allclose(
             probe.grad.numpy(), np.repeat(to_numpy(embeddings).sum(0)[:, None], 2, 1), rtol=1e-6
         )
-        # The recorded graph replays eager mode's kernels: bit-identical, one graph per shape,
-        # and weights are arguments, so an update after recording is seen.
-        np.testing.assert_array_equal(to_numpy(embeddings), to_numpy(model.vision_encoder(images)))
-        np.testing.assert_array_equal(to_numpy(texts), to_numpy(model.text_encoder(ids)))
+        # The recorded graph replays the kernels of eager inference (no_grad: the matmul kernel
+        # may differ from the autograd one, see layers.linear.torch_cpu_gemm): bit-identical,
+        # one graph per shape, and weights are arguments, so an update after recording is seen.
+        with torch.no_grad():
+            np.testing.assert_array_equal(
+                to_numpy(embeddings), to_numpy(model.vision_encoder(images))
+            )
+            np.testing.assert_array_equal(to_numpy(texts), to_numpy(model.text_encoder(ids)))
         assert len(model.vision_encoder._keras_siglip_torch_graphs) == 1
         head = model.vision_encoder.head.weights[-1]
         head.assign(head.value + 1.0)
-        np.testing.assert_array_equal(
-            to_numpy(model.encode_images(images)), to_numpy(model.vision_encoder(images))
-        )
+        with torch.no_grad():
+            np.testing.assert_array_equal(
+                to_numpy(model.encode_images(images)), to_numpy(model.vision_encoder(images))
+            )
         # predict goes through the same graphs and matches the eager forward.
         both = {"images": images, "token_ids": ids[:3]}
-        eager = model(both)
+        with torch.no_grad():
+            eager = model(both)
         predicted = model.predict(both, batch_size=3, verbose=0)
         for key in ("image_embeddings", "text_embeddings", "logits"):
             np.testing.assert_array_equal(predicted[key], to_numpy(eager[key]))
@@ -252,3 +258,26 @@ def test_bad_inputs_name_the_problem():
     text = SigLIPTextEncoder(10, 4, width=6, depth=1, mlp_dim=8, num_heads=2)
     with pytest.raises(ValueError, match="embed_dim"):
         SigLIP(vision, text)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's CPU matmul kernels")
+def test_torch_encode_matches_oracle_with_each_cpu_gemm(monkeypatch):
+    import torch
+
+    from keras_siglip.layers.linear import _onednn_linear
+
+    model = build_tiny("odd_nonsquare", seed=4)
+    tree = random_tree(model, seed=4)
+    images, ids = _inputs(model, 4)
+    oracle = reference.two_tower(tree, images, ids)
+    gemms = ["addmm"] + (["onednn"] if _onednn_linear(torch) is not None else [])
+    for gemm in gemms:
+        monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", gemm)
+        np.testing.assert_allclose(
+            to_numpy(model.encode_images(images)), oracle["zimg_unnorm"], atol=TOL
+        )
+        np.testing.assert_allclose(
+            to_numpy(model.encode_texts(ids)), oracle["ztxt_unnorm"], atol=TOL
+        )
+    # One recorded graph per kernel: changing the variable takes effect without a restart.
+    assert len(model.vision_encoder._keras_siglip_torch_graphs) == len(gemms)

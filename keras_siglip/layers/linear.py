@@ -1,18 +1,77 @@
 """The affine map behind every projection: `x @ kernel + bias` with flax's multi-axis kernels."""
 
 import math
+import os
 
 import keras
 from keras import ops
 
+TORCH_CPU_GEMMS = ("onednn", "addmm")
+
+
+def torch_cpu_gemm():
+    """The kernel behind float32 inference matmuls on torch CPU tensors: "onednn" or "addmm".
+
+    `$KERAS_SIGLIP_TORCH_CPU_GEMM` picks it. By default "onednn" where torch's CPU kernels run
+    AVX-512 (`torch.backends.cpu.get_cpu_capability()`) and torch has oneDNN, "addmm" elsewhere.
+    On the AVX-512 host of benchmarks/README.md oneDNN's matmul primitive ran the B/16 shapes at
+    196-211 GFLOP/s against 147-190 for `addmm` (MKL, which takes a slower path on that AMD CPU),
+    and the B/16 tower 1.10x (batch 8) and 1.17x (batch 1) faster; on an AVX2 host oneDNN lost to
+    `addmm` at 1568 rows. Both are float32 GEMMs; they differ in summation order only (~1e-6).
+    """
+    import torch
+
+    choice = os.environ.get("KERAS_SIGLIP_TORCH_CPU_GEMM")
+    if choice is None:
+        avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+        return "onednn" if avx512 and _onednn_linear(torch) is not None else "addmm"
+    if choice not in TORCH_CPU_GEMMS:
+        raise ValueError(
+            f"KERAS_SIGLIP_TORCH_CPU_GEMM={choice!r} is not a known kernel; set it to one of "
+            f"{TORCH_CPU_GEMMS} or unset it for the default."
+        )
+    if choice == "onednn" and _onednn_linear(torch) is None:
+        raise ValueError(
+            "KERAS_SIGLIP_TORCH_CPU_GEMM='onednn' but this torch build has no oneDNN linear "
+            "operator (torch.ops.mkldnn._linear_pointwise); set it to 'addmm'."
+        )
+    return choice
+
+
+def _onednn_linear(torch):
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
+def _torch_affine(x, kernel, bias):
+    import torch
+
+    # oneDNN's linear has no autograd formula (a backward through it would silently give no
+    # gradient), so it only runs where nothing needs one: inference under no_grad/inference_mode,
+    # which is where every compiled path (`encode_images`, `predict`) records its graph.
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or kernel.requires_grad or bias.requires_grad
+    )
+    if (
+        not needs_grad
+        and x.device.type == "cpu"
+        and x.dtype == kernel.dtype == bias.dtype == torch.float32
+        and torch_cpu_gemm() == "onednn"
+    ):
+        # The (out, in) view of the (in, out) kernel is what the operator takes; it repacks the
+        # weight for its own kernel, so no copy is kept here.
+        return _onednn_linear(torch)(x, kernel.t(), bias, "none", [], "")
+    # The bias added inside the GEMM, not in a second pass over the output.
+    return torch.addmm(bias, x, kernel)
+
 
 def affine(x, kernel, bias):
-    """`x @ kernel + bias` for a 2-D `x` and `kernel`: `torch.addmm` on torch (the bias added
-    inside the GEMM, not in a second pass over the output), a matmul and an add elsewhere."""
+    """`x @ kernel + bias` for a 2-D `x` and `kernel`. On torch: one GEMM with the bias inside it
+    (`torch.addmm`, or oneDNN's linear for float32 inference on CPUs where it is faster, see
+    `torch_cpu_gemm`); elsewhere a matmul and an add, which XLA fuses."""
     if keras.backend.backend() == "torch":
-        import torch
-
-        return torch.addmm(bias, x, kernel)
+        return _torch_affine(x, kernel, bias)
     return ops.add(ops.matmul(x, kernel), bias)
 
 
@@ -24,9 +83,9 @@ class Linear(keras.layers.Layer):
     flax's layouts, e.g. `(W, H, hd)` for an attention query projection
     (`output_shape=(H, hd)`) and `(H, hd, W)` for its output projection
     (`input_axes=2`). It runs as one 2-D matmul on the flattened axes; on
-    torch that matmul is `torch.addmm`, which adds the bias inside the GEMM
-    instead of in a second pass over the output (measurably faster on the CPU,
-    benchmarks/README.md).
+    torch that matmul adds the bias inside the GEMM instead of in a second
+    pass over the output (measurably faster on the CPU, benchmarks/README.md;
+    the kernel is chosen by `torch_cpu_gemm`).
 
     Args:
         output_shape: int or tuple of ints. The output axes that replace the
