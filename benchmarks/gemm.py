@@ -7,7 +7,9 @@ every shape on every kernel in turn, rotating who goes first), so the numbers ar
 the same machine state:
 
   numpy                 numpy's BLAS (OpenBLAS in the PyPI wheels)
-  torch                 `torch.mm` (what transformers' `nn.Linear` runs, as `addmm`)
+  torch                 `torch.mm` (what transformers' `nn.Linear` runs, as `addmm`; MKL)
+  torch-onednn          oneDNN's linear operator in torch, as keras-siglip runs float32 inference
+                        on AVX-512 CPUs (`keras_siglip.layers.linear.torch_cpu_gemm`)
   tensorflow            `tf.linalg.matmul`, eager (Eigen / oneDNN)
   tensorflow-xla        the same in `tf.function(jit_compile=True)`, as keras-siglip runs TensorFlow
   jax                   `jax.jit(jnp.matmul)` with the default XLA:CPU options (YNNPACK dot fusions)
@@ -42,7 +44,7 @@ SHAPES = {
     "down 1568x3072x768": (1568, 3072, 768),
     "square 2048^3": (2048, 2048, 2048),
 }
-KERNELS = ("numpy", "torch", "tensorflow", "tensorflow-xla", "jax", "jax-eigen")
+KERNELS = ("numpy", "torch", "torch-onednn", "tensorflow", "tensorflow-xla", "jax", "jax-eigen")
 
 
 def _operands(m, k, n):
@@ -108,6 +110,17 @@ def make_kernel(name, a, b):
 
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         return lambda: torch.mm(ta, tb)
+    if name == "torch-onednn":
+        import torch
+
+        from keras_siglip.layers.linear import _onednn_linear
+
+        linear = _onednn_linear(torch)
+        if linear is None:
+            raise RuntimeError("this torch build has no oneDNN linear operator")
+        # The (n, k) view of b, as keras-siglip passes its (in, out) kernels.
+        ta, tb_t = torch.from_numpy(a), torch.from_numpy(b).t()
+        return lambda: linear(ta, tb_t, None, "none", [], "")
     if name.startswith("tensorflow"):
         import tensorflow as tf
 

@@ -35,8 +35,8 @@ How it measures:
     the per-round ratios (95% coverage from 6 rounds on; with 5 rounds [min, max], 94%). The last
     block prints the speed goals of issue 7 with these numbers and a verdict for each.
   * Matmul peak: each framework's float32 matmul (2048^3 and the MLP's 1568x768x3072), measured in
-    every round beside the models; the machine's peak is the best of numpy, torch, JAX and
-    TensorFlow. GFLOP/s count the matmul FLOPs the case must do (2mnk for every dense layer,
+    every round beside the models; the machine's peak is the best of numpy, torch (its `addmm`,
+    and oneDNN's linear where torch has it), JAX and TensorFlow. GFLOP/s count the matmul FLOPs the case must do (2mnk for every dense layer,
     convolution and attention product, padded tokens included); elementwise work is not counted.
 
 Usage:
@@ -297,29 +297,56 @@ class KerasHub:
         return lambda: np.asarray(self.vision.predict_on_batch(images))
 
 
-def _matmul_timer(backend):
-    """A function timing one float32 matmul of shape (m, k) @ (k, n) in `backend`'s framework.
+def _matmul_kernels(backend):
+    """The `gemm.make_kernel` names whose matmul peak a `backend` worker measures: the framework's
+    matmul, and on torch also oneDNN's linear where torch has it (keras-siglip's float32 inference
+    kernel on AVX-512 CPUs, `keras_siglip.layers.linear.torch_cpu_gemm`), so that the machine's
+    peak is the fastest GEMM any of them reaches."""
+    if backend != "torch":
+        return [backend]
+    import torch
+
+    from keras_siglip.layers.linear import _onednn_linear
+
+    return ["torch"] + (["torch-onednn"] if _onednn_linear(torch) is not None else [])
+
+
+def _matmul_timer(kernels):
+    """A function measuring each kernel's best float32 matmul rate (GFLOP/s) over `MATMUL_SHAPES`.
 
     The calls are `gemm.make_kernel`'s (TensorFlow eager), on all-ones operands.
     """
     calls = {
-        (m, k, n): make_kernel(backend, np.ones((m, k), np.float32), np.ones((k, n), np.float32))
+        (kernel, (m, k, n)): make_kernel(
+            kernel, np.ones((m, k), np.float32), np.ones((k, n), np.float32))
+        for kernel in kernels
         for m, k, n in MATMUL_SHAPES
     }
 
     def measure(reps=5):
-        best = 0.0
-        for (m, k, n), call in calls.items():
+        best = dict.fromkeys(kernels, 0.0)
+        for (kernel, (m, k, n)), call in calls.items():
             call()
             times = []
             for _ in range(reps):
                 start = time.perf_counter()
                 call()
                 times.append(time.perf_counter() - start)
-            best = max(best, 2 * m * k * n / statistics.median(times) / 1e9)
+            best[kernel] = max(best[kernel], 2 * m * k * n / statistics.median(times) / 1e9)
         return best
 
     return measure
+
+
+def _own_kernel(impl, info):
+    """The matmul kernel an implementation runs, for its "% own peak": transformers runs torch's
+    `addmm`; keras-torch the kernel its worker reported (`torch_cpu_gemm`)."""
+    if impl == "transformers":
+        return "torch"
+    backend = _impl_backend(impl)
+    if backend == "torch" and info.get("torch", {}).get("torch_cpu_gemm") == "onednn":
+        return "torch-onednn"
+    return backend
 
 
 def worker(backend, impls, cases, out_dir, threads):
@@ -351,8 +378,12 @@ def worker(backend, impls, cases, out_dir, threads):
                 run = obj.runner(case, inputs)
                 if run is not None:
                     runners[impl, case] = run
-        matmul = _matmul_timer(backend)
+        matmul = _matmul_timer(_matmul_kernels(backend))
         info = {"keras": keras.__version__}
+        if backend == "torch":
+            from keras_siglip.layers.linear import torch_cpu_gemm
+
+            info["torch_cpu_gemm"] = torch_cpu_gemm()
         if backend == "torch" and "transformers" in built:
             import transformers
 
@@ -456,18 +487,18 @@ def run_benchmark(args):
                 impl, case = key.split("|")
                 jobs.append((case, impl))
         print(f"[speed] workers ready after {time.perf_counter() - start:.0f} s")
-        numpy_matmul = _matmul_timer("numpy")
+        numpy_matmul = _matmul_timer(["numpy"])
         times = {job: [] for job in jobs}
         outputs = {}
-        peaks = {name: [] for name in ("numpy", *workers)}
+        peaks = {}
         order = sorted(jobs, key=lambda j: (args.cases.index(j[0]), impls.index(j[1])))
         for round_index in range(args.warmup + args.repeats):
             timed = round_index >= args.warmup
             label = f"round {round_index - args.warmup + 1}/{args.repeats}" if timed else "warm-up"
             round_start = time.perf_counter()
-            gflops = {"numpy": numpy_matmul()}
-            for backend, w in workers.items():
-                gflops[backend] = w.request(op="matmul")["gflops"]
+            gflops = numpy_matmul()
+            for w in workers.values():
+                gflops.update(w.request(op="matmul")["gflops"])
             for case in args.cases:
                 case_jobs = [j for j in order if j[0] == case]
                 shift = round_index % max(len(case_jobs), 1)
@@ -481,7 +512,7 @@ def run_benchmark(args):
                     outputs[job] = reply["output"]
             if timed:
                 for name, value in gflops.items():
-                    peaks[name].append(value)
+                    peaks.setdefault(name, []).append(value)
             print(f"[speed] {label} done in {time.perf_counter() - round_start:.0f} s", flush=True)
     finally:
         for w in workers.values():
@@ -501,7 +532,7 @@ def _summarise(args, impls, times, outputs, peaks, info):
                    min_s=min(values), max_s=max(values), repeats=len(values),
                    times_s=values, per_s=batch / median, gflops=flops / median / 1e9)
         row["of_machine_peak"] = row["gflops"] / machine_peak
-        own = peak_by_framework.get("torch" if impl == "transformers" else _impl_backend(impl))
+        own = peak_by_framework.get(_own_kernel(impl, info))
         row["of_framework_peak"] = row["gflops"] / own if own else None
         reference = times.get((case, "transformers"))
         row["vs_transformers"] = _paired_ratio(reference, values) if reference else None

@@ -169,19 +169,29 @@ def test_machine_info_reads_model_cores_and_simd(tmp_path):
     assert gemm.describe_machine(None) == ""
 
 
+def _torch_has_onednn_linear():
+    import torch
+
+    from keras_siglip.layers.linear import _onednn_linear
+
+    return _onednn_linear(torch) is not None
+
+
 def test_gemm_script_runs_and_checks_its_products(tmp_path):
-    """One round of numpy and JAX on every shape; the script checks each product against float64."""
+    """One round of numpy, JAX and torch's oneDNN linear (where torch has it) on every shape; the
+    script checks each product against float64."""
+    kernels = ("numpy", "jax") + (("torch-onednn",) if _torch_has_onednn_linear() else ())
     out = tmp_path / "gemm.json"
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "gemm.py"), "--kernels", "numpy", "jax",
+        [sys.executable, str(BENCHMARKS / "gemm.py"), "--kernels", *kernels,
          "--repeats", "1", "--warmup", "0", "--pause", "0", "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert [(r["shape"], r["kernel"]) for r in result["rows"]] == [
-        (shape, kernel) for shape in gemm.SHAPES for kernel in ("numpy", "jax")]
+        (shape, kernel) for shape in gemm.SHAPES for kernel in kernels]
     for row in result["rows"]:
         m, k, n = gemm.SHAPES[row["shape"]]
         assert row["gflops"] == pytest.approx(2 * m * k * n / row["median_ms"] / 1e6)
@@ -190,3 +200,18 @@ def test_gemm_script_runs_and_checks_its_products(tmp_path):
     assert "| qkv 1568x768x2304 | numpy |" in proc.stdout
     assert result["machine"] == gemm.machine_info()
     assert gemm.describe_machine(result["machine"]) in proc.stdout
+
+
+def test_matmul_peaks_cover_the_kernel_keras_torch_runs():
+    """The torch worker measures oneDNN's linear beside torch's matmul where torch has it, and each
+    implementation's "% own peak" divides by the kernel it runs."""
+    onednn = _torch_has_onednn_linear()
+    assert speed._matmul_kernels("torch") == ["torch"] + (["torch-onednn"] if onednn else [])
+    assert speed._matmul_kernels("jax") == ["jax"]
+    info = {"torch": {"torch_cpu_gemm": "onednn"}}
+    assert speed._own_kernel("keras-torch", info) == "torch-onednn"
+    assert speed._own_kernel("transformers", info) == "torch"
+    assert speed._own_kernel("keras-torch", {"torch": {"torch_cpu_gemm": "addmm"}}) == "torch"
+    assert speed._own_kernel("keras-jax", info) == "jax"
+    peaks = speed._matmul_timer(["numpy"])(reps=1)
+    assert list(peaks) == ["numpy"] and peaks["numpy"] > 0
