@@ -103,8 +103,9 @@ def _torch_compiled_call(layer, inputs):
     with `torch.profiler`), long enough for the OpenMP workers to fall asleep between matmuls.
     `make_fx` records the ATen calls of one eager run of `stateless_call` (on real tensors, so
     every value check runs as in eager mode) and the graph replays exactly those kernels: the
-    numbers are bit-identical to eager mode. Shapes are fixed per graph; nothing in the towers
-    branches on tensor values.
+    numbers are bit-identical to eager inference (under `no_grad`; with autograd on, the matmuls
+    may run another kernel, see `layers.linear.torch_cpu_gemm`). Shapes are fixed per graph;
+    nothing in the towers branches on tensor values.
     """
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
