@@ -36,8 +36,9 @@ How it measures:
     block prints the speed goals of issue 7 with these numbers and a verdict for each.
   * Matmul peak: each framework's float32 matmul (2048^3 and the MLP's 1568x768x3072), measured in
     every round beside the models; the machine's peak is the best of numpy, torch (its `addmm`,
-    and oneDNN's linear where torch has it), JAX and TensorFlow. GFLOP/s count the matmul FLOPs the case must do (2mnk for every dense layer,
-    convolution and attention product, padded tokens included); elementwise work is not counted.
+    and oneDNN's linear where torch has it), JAX and TensorFlow. GFLOP/s count the matmul FLOPs
+    the case must do (2mnk for every dense layer, convolution and attention product, padded tokens
+    included); elementwise work is not counted.
 
 Usage:
   python benchmarks/speed.py                                  # all cases (~20 min on 2 cores)

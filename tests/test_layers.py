@@ -231,5 +231,6 @@ def test_torch_cpu_gemm_choice(monkeypatch):
     monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", "addmm")
     assert torch_cpu_gemm() == "addmm"
     monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", "mkl")
-    with pytest.raises(ValueError, match=r"KERAS_SIGLIP_TORCH_CPU_GEMM='mkl'.*one of \('onednn', 'addmm'\)"):
+    expected = r"KERAS_SIGLIP_TORCH_CPU_GEMM='mkl'.*one of \('onednn', 'addmm'\)"
+    with pytest.raises(ValueError, match=expected):
         torch_cpu_gemm()

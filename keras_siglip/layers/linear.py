@@ -16,8 +16,9 @@ def torch_cpu_gemm():
     AVX-512 (`torch.backends.cpu.get_cpu_capability()`) and torch has oneDNN, "addmm" elsewhere.
     On the AVX-512 host of benchmarks/README.md oneDNN's matmul primitive ran the B/16 shapes at
     196-211 GFLOP/s against 147-190 for `addmm` (MKL, which takes a slower path on that AMD CPU),
-    and the B/16 tower 1.10x (batch 8) and 1.17x (batch 1) faster; on an AVX2 host oneDNN lost to
-    `addmm` at 1568 rows. Both are float32 GEMMs; they differ in summation order only (~1e-6).
+    and the B/16 tower 1.10x (batch 8) and 1.17x (batch 1) faster; on an AVX2 host oneDNN
+    (pre-packed weights) lost to `addmm` at 1568 rows. Both are float32 GEMMs; they differ in
+    summation order only (~1e-6).
     """
     import torch
 
