@@ -115,7 +115,7 @@ def make_kernel(name, a, b):
 
         from keras_siglip.layers.linear import _onednn_linear
 
-        linear = _onednn_linear(torch)
+        linear = _onednn_linear()
         if linear is None:
             raise RuntimeError("this torch build has no oneDNN linear operator")
         # The (n, k) view of b, as keras-siglip passes its (in, out) kernels.

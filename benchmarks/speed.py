@@ -305,11 +305,9 @@ def _matmul_kernels(backend):
     peak is the fastest GEMM any of them reaches."""
     if backend != "torch":
         return [backend]
-    import torch
+    from keras_siglip.layers.linear import available_torch_cpu_gemms
 
-    from keras_siglip.layers.linear import _onednn_linear
-
-    return ["torch"] + (["torch-onednn"] if _onednn_linear(torch) is not None else [])
+    return ["torch"] + (["torch-onednn"] if "onednn" in available_torch_cpu_gemms() else [])
 
 
 def _matmul_timer(kernels):
@@ -385,10 +383,10 @@ def worker(backend, impls, cases, out_dir, threads):
             from keras_siglip.layers.linear import torch_cpu_gemm
 
             info["torch_cpu_gemm"] = torch_cpu_gemm()
-        if backend == "torch" and "transformers" in built:
-            import transformers
+            if "transformers" in built:
+                import transformers
 
-            info["transformers"] = transformers.__version__
+                info["transformers"] = transformers.__version__
         reply(ready=sorted(f"{i}|{c}" for i, c in runners), info=info)
     except Exception as error:  # reported by the coordinator with the log's tail
         reply(error=f"{type(error).__name__}: {error}")

@@ -179,27 +179,18 @@ def test_linear_mixed_bfloat16_computes_in_bfloat16():
     np.testing.assert_allclose(to_numpy(keras.ops.cast(out, "float32")), x @ kernel + bias, atol=0.05)
 
 
-def _torch_gemms():
-    """The torch CPU matmul kernels this torch build offers."""
-    import torch
-
-    from keras_siglip.layers.linear import _onednn_linear
-
-    return ["addmm"] + (["onednn"] if _onednn_linear(torch) is not None else [])
-
-
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's CPU matmul kernels")
 def test_torch_cpu_gemm_kernels_match_numpy_and_keep_gradients(monkeypatch):
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    from keras_siglip.layers.linear import affine
+    from keras_siglip.layers.linear import affine, available_torch_cpu_gemms
 
     rng = np.random.default_rng(11)
     x, kernel = rng.standard_normal((70, 96)), rng.standard_normal((96, 40)) / 10
     bias, upstream = rng.standard_normal(40), rng.standard_normal((70, 40))
     expected = x @ kernel + bias  # float64
-    for gemm in _torch_gemms():
+    for gemm in available_torch_cpu_gemms():
         monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", gemm)
         tx, tk, tb = (torch.tensor(a, dtype=torch.float32) for a in (x, kernel, bias))
         with torch.no_grad():
@@ -222,11 +213,11 @@ def test_torch_cpu_gemm_kernels_match_numpy_and_keep_gradients(monkeypatch):
 def test_torch_cpu_gemm_choice(monkeypatch):
     import torch
 
-    from keras_siglip.layers.linear import _onednn_linear, torch_cpu_gemm
+    from keras_siglip.layers.linear import available_torch_cpu_gemms, torch_cpu_gemm
 
     monkeypatch.delenv("KERAS_SIGLIP_TORCH_CPU_GEMM", raising=False)
     avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-    has_onednn = _onednn_linear(torch) is not None
+    has_onednn = "onednn" in available_torch_cpu_gemms()
     assert torch_cpu_gemm() == ("onednn" if avx512 and has_onednn else "addmm")
     monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", "addmm")
     assert torch_cpu_gemm() == "addmm"

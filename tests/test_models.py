@@ -262,15 +262,13 @@ def test_bad_inputs_name_the_problem():
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's CPU matmul kernels")
 def test_torch_encode_matches_oracle_with_each_cpu_gemm(monkeypatch):
-    import torch
-
-    from keras_siglip.layers.linear import _onednn_linear
+    from keras_siglip.layers.linear import available_torch_cpu_gemms
 
     model = build_tiny("odd_nonsquare", seed=4)
     tree = random_tree(model, seed=4)
     images, ids = _inputs(model, 4)
     oracle = reference.two_tower(tree, images, ids)
-    gemms = ["addmm"] + (["onednn"] if _onednn_linear(torch) is not None else [])
+    gemms = available_torch_cpu_gemms()
     for gemm in gemms:
         monkeypatch.setenv("KERAS_SIGLIP_TORCH_CPU_GEMM", gemm)
         np.testing.assert_allclose(

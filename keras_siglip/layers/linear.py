@@ -1,5 +1,6 @@
 """The affine map behind every projection: `x @ kernel + bias` with flax's multi-axis kernels."""
 
+import functools
 import math
 import os
 
@@ -20,18 +21,15 @@ def torch_cpu_gemm():
     (pre-packed weights) lost to `addmm` at 1568 rows. Both are float32 GEMMs; they differ in
     summation order only (~1e-6).
     """
-    import torch
-
     choice = os.environ.get("KERAS_SIGLIP_TORCH_CPU_GEMM")
     if choice is None:
-        avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-        return "onednn" if avx512 and _onednn_linear(torch) is not None else "addmm"
+        return _default_torch_cpu_gemm()
     if choice not in TORCH_CPU_GEMMS:
         raise ValueError(
             f"KERAS_SIGLIP_TORCH_CPU_GEMM={choice!r} is not a known kernel; set it to one of "
             f"{TORCH_CPU_GEMMS} or unset it for the default."
         )
-    if choice == "onednn" and _onednn_linear(torch) is None:
+    if choice not in available_torch_cpu_gemms():
         raise ValueError(
             "KERAS_SIGLIP_TORCH_CPU_GEMM='onednn' but this torch build has no oneDNN linear "
             "operator (torch.ops.mkldnn._linear_pointwise); set it to 'addmm'."
@@ -39,7 +37,24 @@ def torch_cpu_gemm():
     return choice
 
 
-def _onednn_linear(torch):
+def available_torch_cpu_gemms():
+    """The kernels of `TORCH_CPU_GEMMS` this torch build has ("addmm" always)."""
+    return ("addmm", "onednn") if _onednn_linear() is not None else ("addmm",)
+
+
+@functools.cache
+def _default_torch_cpu_gemm():
+    import torch
+
+    avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    return "onednn" if avx512 and "onednn" in available_torch_cpu_gemms() else "addmm"
+
+
+@functools.cache
+def _onednn_linear():
+    """torch's oneDNN linear operator, or None where this torch build has none."""
+    import torch
+
     if not torch.backends.mkldnn.is_available():
         return None
     return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
@@ -62,7 +77,7 @@ def _torch_affine(x, kernel, bias):
     ):
         # The (out, in) view of the (in, out) kernel is what the operator takes; it repacks the
         # weight for its own kernel, so no copy is kept here.
-        return _onednn_linear(torch)(x, kernel.t(), bias, "none", [], "")
+        return _onednn_linear()(x, kernel.t(), bias, "none", [], "")
     # The bias added inside the GEMM, not in a second pass over the output.
     return torch.addmm(bias, x, kernel)
 
