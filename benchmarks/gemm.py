@@ -9,7 +9,7 @@ the same machine state:
   numpy                 numpy's BLAS (OpenBLAS in the PyPI wheels)
   torch                 `torch.mm` (what transformers' `nn.Linear` runs, as `addmm`; MKL)
   torch-onednn          oneDNN's linear operator in torch, as keras-siglip runs float32 inference
-                        on AVX-512 CPUs (`keras_siglip.layers.linear.torch_cpu_gemm`)
+                        on AVX-512 CPUs (`keras_siglip.backend.torch_cpu_gemm`)
   tensorflow            `tf.linalg.matmul`, eager (Eigen / oneDNN)
   tensorflow-xla        the same in `tf.function(jit_compile=True)`, as keras-siglip runs TensorFlow
   jax                   `jax.jit(jnp.matmul)` with the default XLA:CPU options (YNNPACK dot fusions)
@@ -113,7 +113,7 @@ def make_kernel(name, a, b):
     if name == "torch-onednn":
         import torch
 
-        from keras_siglip.layers.linear import _onednn_linear
+        from keras_siglip.backend.torch_ops import _onednn_linear
 
         linear = _onednn_linear()
         if linear is None:

@@ -39,7 +39,7 @@ def worker(backend, batches, repeats, threads):
         return layer.conv(x)
 
     def matmul(x):
-        return layer._patch_matmul(x)
+        return layer.patch_matmul(x)
 
     forms = {"conv": conv, "matmul": matmul}
     if backend == "jax":

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from keras_siglip.demo import DEFAULTS, held_out_digits, load_trained, retrieval_groups
+from keras_siglip.apps.digits import DEFAULTS, held_out_digits, load_trained, retrieval_groups
 from keras_siglip.tasks import embed_images, embed_texts, retrieval_recall
 
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from keras_siglip.demo import DEFAULTS, held_out_digits, load_trained
+from keras_siglip.apps.digits import DEFAULTS, held_out_digits, load_trained
 from keras_siglip.tasks import zero_shot_classify
 
 

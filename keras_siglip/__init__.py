@@ -9,6 +9,9 @@ from keras_siglip.models import (
 )
 from keras_siglip.presets import list_presets, preset_info
 
+# Registers the checkpoint formats `SigLIP.from_preset` reads (`keras_siglip.registry`).
+import keras_siglip.convert  # noqa: E402,F401  isort: skip
+
 __version__ = "0.1.0"
 
 __all__ = [

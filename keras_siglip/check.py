@@ -4,7 +4,7 @@ import numpy as np
 
 
 def _compare(model, tree, seed):
-    import reference
+    import keras_siglip_reference as reference
 
     rng = np.random.default_rng(seed)
     vision, text = model.vision_encoder, model.text_encoder
@@ -34,7 +34,7 @@ def _compare(model, tree, seed):
 
 
 def _compare_naflex(seed):
-    import reference
+    import keras_siglip_reference as reference
     from keras import ops
 
     from keras_siglip.testing import build_tiny_naflex, random_naflex_inputs, random_tree

@@ -2,6 +2,23 @@
 
 import argparse
 import sys
+from pathlib import Path
+
+import keras
+
+from keras_siglip.convert import (
+    load_big_vision,
+    load_transformers,
+    save_big_vision,
+    save_transformers,
+)
+from keras_siglip.convert.io import (
+    atomic_output,
+    check_destination,
+    path_format,
+    show_progress,
+)
+from keras_siglip.models import SigLIP
 
 
 def _cmd_presets(args):
@@ -38,45 +55,36 @@ def _cmd_check(args):
 
 
 def _cmd_demo(args):
-    from keras_siglip.demo import main_from_args
+    from keras_siglip.apps.digits import main_from_args
 
     return main_from_args(args)
 
 
 def _progress():
     """tqdm if installed, else a plain counter on stderr: `progress(iterable, total=, desc=)`."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _counter
-
-    def bar(items, total, desc):
-        return tqdm(items, total=total, desc=desc, unit="tensor", file=sys.stderr, leave=False)
-
-    return bar
+    return show_progress
 
 
 def _counter(items, total, desc):
-    step = max(1, total // 20)
-    for i, item in enumerate(items, 1):
-        yield item
-        if i % step == 0 or i == total:
-            print(f"\r{desc}: {i}/{total} tensors", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    """The plain counter `_progress` falls back to without tqdm."""
+    return show_progress(items, total, desc, use_tqdm=False)
 
 
 def _format(path):
     """'keras', 'big_vision' or 'transformers', from the path alone."""
-    suffix = path.suffix.lower()
-    if suffix == ".keras":
-        return "keras"
-    if suffix == ".npz":
-        return "big_vision"
-    if path.is_file():
+    found = path_format(path)
+    if found is None:
         raise ValueError(
             f"{path} is a file but not .keras or .npz; a transformers checkpoint is a folder."
         )
-    return "transformers"
+    return found
+
+
+def _load_keras(src):
+    try:
+        return keras.saving.load_model(src)
+    except Exception as error:
+        raise ValueError(f"{src} is not a readable .keras model ({error}).") from error
 
 
 def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overwrite=False,
@@ -90,10 +98,6 @@ def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overw
     replaced only with `overwrite=True`. `progress` is an optional tqdm-like
     callable shown over the tensors.
     """
-    from pathlib import Path
-
-    from keras_siglip.convert._files import atomic_output, check_destination
-
     src, dst = Path(src), Path(dst)
     source, target = _format(src), _format(dst)
     big_vision_options = (image_size, preset, posemb_resize)
@@ -108,40 +112,25 @@ def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overw
         raise FileNotFoundError(f"{src} does not exist.")
 
     if source == "keras":
-        import keras
-
-        import keras_siglip.models  # noqa: F401  (registers the classes for deserialisation)
-
-        try:
-            model = keras.saving.load_model(src)
-        except Exception as error:
-            raise ValueError(f"{src} is not a readable .keras model ({error}).") from error
+        model = _load_keras(src)
     elif source == "big_vision":
-        from keras_siglip.convert import load_big_vision
-
         if image_size is not None:
             image_size = tuple(image_size)
         model = load_big_vision(src, image_size=image_size, preset=preset,
                                 posemb_resize=posemb_resize, progress=progress)
     else:
-        from keras_siglip.convert import load_transformers
-
         model = load_transformers(src, progress=progress)
 
     if target == "keras":
         with atomic_output(dst, overwrite=overwrite) as tmp:
             model.save(tmp)
     elif target == "big_vision":
-        from keras_siglip.convert import save_big_vision
-
-        if not hasattr(model, "vision_encoder"):
+        if not isinstance(model, SigLIP):
             raise ValueError(
                 "big_vision checkpoints hold both towers; the source is a single tower."
             )
         save_big_vision(model, dst, progress=progress)
     else:
-        from keras_siglip.convert import save_transformers
-
         save_transformers(model, dst, overwrite=overwrite, progress=progress)
     return dst
 
@@ -198,7 +187,7 @@ def main(argv=None):
         "current backend; report zero-shot accuracy and retrieval recall@1 on held-out digits; "
         "write plots, the model and the tokenizer to --output.",
     )
-    from keras_siglip.demo import add_arguments as _demo_arguments
+    from keras_siglip.apps.digits import add_arguments as _demo_arguments
 
     _demo_arguments(p)
     p.set_defaults(func=_cmd_demo)

@@ -1,9 +1,9 @@
-"""The SigLIP sigmoid loss over a batch sharded across devices: the ring of SPEC §5.4.
+"""The SigLIP sigmoid loss over a batch sharded across devices: the ring of docs/loss.md.
 
 Device d of the batch axis holds images and texts ``d*b ... (d+1)*b - 1`` (``b = B / D``). It scores its
 own ``b x b`` block, which holds the only positives, then passes its text chunk to a neighbour ``D - 1``
 times, scoring one all-negative ``b x b`` block per step, so no device ever holds more than ``b x b``
-logits. The backward pass is the closed form of SPEC §5.2 evaluated block by block (no logits are
+logits. The backward pass is docs/loss.md's closed form evaluated block by block (no logits are
 saved): the gradient of a visiting text chunk travels with the chunk and one extra permute takes it
 home.
 
@@ -14,6 +14,8 @@ one device, or on TensorFlow / PyTorch, use ``keras_siglip.losses.sigmoid_loss(.
 import functools
 
 import keras
+
+from keras_siglip.losses import check_loss_inputs
 
 VARIANTS = ("ring", "bidir")
 
@@ -56,7 +58,7 @@ def _unavailable_reason():
         return (
             f"ring_sigmoid_loss needs the JAX backend (the current backend is {backend!r}): Keras "
             "has no collectives, and keras.distribution is not usable on TensorFlow or PyTorch in "
-            "Keras 3.15 (SPEC §6.1). " + fallback
+            "Keras 3.15 (docs/loss.md, keras.distribution). " + fallback
         )
     dist = keras.distribution.distribution()
     if dist is None:
@@ -114,19 +116,7 @@ def ring_sigmoid_loss(image_embeddings, text_embeddings, logit_scale, logit_bias
     y = keras.ops.convert_to_tensor(text_embeddings)
     t_param = keras.ops.convert_to_tensor(logit_scale)
     b = keras.ops.convert_to_tensor(logit_bias)
-    if x.ndim != 2 or y.ndim != 2:
-        raise ValueError(
-            "image_embeddings and text_embeddings must be (B, E); got shapes "
-            f"{tuple(x.shape)} and {tuple(y.shape)}."
-        )
-    if tuple(x.shape) != tuple(y.shape):
-        raise ValueError(
-            "The sigmoid loss needs a square batch of matching widths: image_embeddings "
-            f"{tuple(x.shape)} and text_embeddings {tuple(y.shape)} differ."
-        )
-    for name, value in (("logit_scale", t_param), ("logit_bias", b)):
-        if value.size != 1 or value.ndim > 1:
-            raise ValueError(f"{name} must be a scalar or shape (1,); got shape {tuple(value.shape)}.")
+    check_loss_inputs(x, y, t_param, b, caller="ring_sigmoid_loss")
     num_devices = mesh.shape[list(mesh.axis_names).index(axis)]
     batch = x.shape[0]
     if batch % num_devices:
@@ -135,7 +125,7 @@ def ring_sigmoid_loss(image_embeddings, text_embeddings, logit_scale, logit_bias
             f"batch axis {axis!r} of the device mesh."
         )
 
-    # Accumulate in at least float32, whatever the embeddings' dtype (SPEC §5.3).
+    # Accumulate in at least float32, whatever the embeddings' dtype (docs/loss.md, "Chunked form").
     dtype = jnp.promote_types(jnp.promote_types(x.dtype, y.dtype), jnp.float32)
     loss_fn = _ring_loss_fn(mesh.backend_mesh, axis, variant, batch)
     return loss_fn(
@@ -195,7 +185,7 @@ def _ring_loss_fn(jax_mesh, axis, variant, global_batch):
                 total = total + block(shift(right, 1))
         return lax.psum(total, axis) / global_batch
 
-    # --- backward: G = (sigmoid(l) - delta) * g / B recomputed one block at a time (SPEC §5.2):
+    # --- backward: G = (sigmoid(l) - delta) * g / B recomputed one block at a time (docs/loss.md):
     # dx = t G y, dy = t G^T x, db = sum G. The -delta part only touches the own block and is
     # applied row-wise. dt_param = sum G (l - b) = t sum_ij G_ij <x_i, y_j> = sum_i <x_i, dx_i>,
     # so it needs no b x b term of its own.

@@ -24,21 +24,34 @@ def _softplus(u):
     return ops.maximum(u, 0.0) + ops.log1p(ops.exp(-ops.abs(u)))
 
 
-def _check_inputs(image_embeddings, text_embeddings, chunk_size):
+def check_loss_inputs(image_embeddings, text_embeddings, logit_scale=None, logit_bias=None, *,
+                      chunk_size=None, caller="sigmoid_loss"):
+    """Raise a ValueError naming the problem unless the inputs form a square batch.
+
+    Shared by `sigmoid_loss` and `keras_siglip.distributed.ring_sigmoid_loss`: embeddings
+    `(B, D)` of the same shape; `logit_scale` and `logit_bias`, when given, scalars or `(1,)`;
+    `chunk_size` None or a positive integer.
+    """
     img_shape = tuple(image_embeddings.shape)
     txt_shape = tuple(text_embeddings.shape)
     if len(img_shape) != 2 or len(txt_shape) != 2:
         raise ValueError(
-            "sigmoid_loss expects image_embeddings and text_embeddings of shape "
-            f"(batch, dim); received {img_shape} and {txt_shape}."
+            f"{caller} expects image_embeddings and text_embeddings of shape (batch, dim) = "
+            f"(B, E); received {img_shape} and {txt_shape}."
         )
     if img_shape != txt_shape:
         raise ValueError(
-            "sigmoid_loss needs a square batch: image i is the positive of text i, so "
+            f"{caller} needs a square batch: image i is the positive of text i, so "
             f"image_embeddings and text_embeddings must have the same shape; received "
             f"{img_shape} and {txt_shape}."
         )
-    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+    for name, value in (("logit_scale", logit_scale), ("logit_bias", logit_bias)):
+        shape = tuple(getattr(value, "shape", ()))
+        if value is not None and shape not in ((), (1,)):
+            raise ValueError(f"{name} must be a scalar or shape (1,); received shape {shape}.")
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size must be a positive integer or None; received {chunk_size}.")
 
 
@@ -151,7 +164,9 @@ def sigmoid_loss(
     >>> float(sigmoid_loss(x, y, np.log(10.0), -10.0))  # doctest: +ELLIPSIS
     2.38345...
     """
-    _check_inputs(image_embeddings, text_embeddings, chunk_size)
+    check_loss_inputs(
+        image_embeddings, text_embeddings, logit_scale, logit_bias, chunk_size=chunk_size
+    )
     x, y, scale, bias = _as_float32(
         image_embeddings, text_embeddings, logit_scale, logit_bias
     )

@@ -5,7 +5,7 @@ tqdm when it is installed, otherwise nothing is printed) and do the rest in
 NumPy on L2-normalised embeddings.
 
 * Zero-shot probabilities are SigLIP's per-pair sigmoid,
-  `sigmoid(exp(logit_scale) * cos + logit_bias)` (SPEC §4), **not** a softmax
+  `sigmoid(exp(logit_scale) * cos + logit_bias)` (docs/architecture.md), **not** a softmax
   over the classes: each class is a separate yes/no question and a row need
   not sum to 1.
 * Retrieval ranks by cosine similarity. The logits are an increasing function
@@ -14,11 +14,13 @@ NumPy on L2-normalised embeddings.
 """
 
 import collections
-import contextlib
-import sys
 
 import keras
 import numpy as np
+
+from keras_siglip import backend
+from keras_siglip.convert.io import progress_bar as _progress_bar
+from keras_siglip.models.batching import batches, num_examples
 
 ZeroShotResult = collections.namedtuple("ZeroShotResult", ["probabilities", "top_k"])
 ZeroShotResult.__doc__ = """Result of `zero_shot_classify`.
@@ -33,78 +35,24 @@ Fields:
 _AUTO_PROGRESS_BATCHES = 8
 
 
-class _QuietBar:
-    """Stands in for tqdm when it is missing or the bar is off."""
-
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress_bar(total, desc, enabled):
-    if not enabled:
-        return _QuietBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _QuietBar()
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)
-
-
-def _no_grad():
-    # Keras' torch backend records autograd graphs for eager calls; inference needs none.
-    if keras.backend.backend() == "torch":
-        import torch
-
-        return torch.no_grad()
-    return contextlib.nullcontext()
-
-
-def _num_examples(inputs):
-    if isinstance(inputs, dict):
-        return len(next(iter(inputs.values())))
-    return len(inputs)
-
-
-def _take(inputs, start, stop, pad_to=None):
-    """Rows `start:stop` of an array or of each array in a dict, edge-padded to `pad_to` rows."""
-
-    def take(x):
-        part = np.asarray(x[start:stop])
-        if pad_to is not None and len(part) < pad_to:
-            pad = [(0, pad_to - len(part))] + [(0, 0)] * (part.ndim - 1)
-            part = np.pad(part, pad, mode="edge")
-        return part
-
-    if isinstance(inputs, dict):
-        return {k: take(v) for k, v in inputs.items()}
-    return take(inputs)
-
-
 def _encode(encode, inputs, batch_size, desc, progress):
     """`encode` over `inputs` in batches of `batch_size`, as float32 NumPy `(N, D)`.
 
     The last batch is padded to the full batch size (and the padding dropped),
     so compiled backends trace one shape only.
     """
-    if batch_size is None or int(batch_size) < 1:
+    if batch_size is None or isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
     batch_size = int(batch_size)
-    total = _num_examples(inputs)
-    num_batches = -(-total // batch_size)
+    num_batches = -(-num_examples(inputs) // batch_size)
     if progress is None:
         progress = num_batches > _AUTO_PROGRESS_BATCHES
     bar = _progress_bar(num_batches, desc, progress)
     parts = []
     try:
-        with _no_grad():
-            for start in range(0, total, batch_size):
-                stop = min(start + batch_size, total)
-                pad_to = batch_size if total > batch_size else None
-                out = encode(_take(inputs, start, stop, pad_to))
-                parts.append(keras.ops.convert_to_numpy(out)[: stop - start])
+        with backend.no_grad():
+            for piece, count in batches(inputs, batch_size, pad=True):
+                parts.append(keras.ops.convert_to_numpy(encode(piece))[:count])
                 bar.update(1)
     finally:
         bar.close()

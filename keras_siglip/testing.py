@@ -4,7 +4,10 @@ import math
 
 import numpy as np
 
-from keras_siglip.convert.big_vision import tree_entries
+from keras_siglip.builders import build_text_tower, build_vision_tower
+from keras_siglip.convert.big_vision import assign_tree
+from keras_siglip.convert.names import tree_entries
+from keras_siglip.models import SigLIP
 
 # Small configurations that exercise the awkward cases: non-square images,
 # leftover pixels dropped by VALID patching, head widths that are not powers
@@ -33,12 +36,12 @@ TINY_CONFIGS = {
 
 def build_tiny(name, seed=0, **model_kwargs):
     """A `SigLIP` of the named tiny config with weights from `randomize_weights`."""
-    from keras_siglip.models import SigLIP, SigLIPTextEncoder, SigLIPVisionEncoder
+    return _build(False, TINY_CONFIGS[name], f"tiny_{name}", seed, model_kwargs)
 
-    config = TINY_CONFIGS[name]
-    vision = SigLIPVisionEncoder(**config["vision"], name="vision_encoder")
-    text = SigLIPTextEncoder(**config["text"], name="text_encoder")
-    model = SigLIP(vision, text, name=f"tiny_{name}", **model_kwargs)
+
+def _build(naflex, config, name, seed, model_kwargs):
+    vision = build_vision_tower(naflex, config["vision"])
+    model = SigLIP(vision, build_text_tower(config["text"]), name=name, **model_kwargs)
     randomize_weights(model, seed)
     return model
 
@@ -83,15 +86,14 @@ def random_tree(model, seed=0, std=0.2):
 
 def randomize_weights(model, seed=0):
     """Assign `random_tree(model, seed)` to `model` and return the tree."""
-    from keras_siglip.convert.big_vision import assign_tree
-
     tree = random_tree(model, seed)
     assign_tree(model, tree)
     return tree
 
 
-# The SigLIP 2 tiny config of SPEC §11 (transformers' tests): a 4x4 position table, patch 2,
-# so patches have 12 values; grids may downsample one axis of the table and upsample the other.
+# The SigLIP 2 tiny config of transformers' tests (docs/naflex.md): a 4x4 position table,
+# patch 2, so patches have 12 values; grids may downsample one axis of the table and upsample
+# the other.
 TINY_NAFLEX_CONFIG = dict(
     vision=dict(patch_size=2, width=32, depth=2, mlp_dim=37, num_heads=4, position_grid_size=4),
     text=dict(vocabulary_size=99, sequence_length=16, width=32, depth=2, mlp_dim=37, num_heads=4),
@@ -100,13 +102,7 @@ TINY_NAFLEX_CONFIG = dict(
 
 def build_tiny_naflex(seed=0, **model_kwargs):
     """A tiny NaFlex `SigLIP` (`TINY_NAFLEX_CONFIG`) with weights from `randomize_weights`."""
-    from keras_siglip.models import SigLIP, SigLIPNaFlexVisionEncoder, SigLIPTextEncoder
-
-    vision = SigLIPNaFlexVisionEncoder(**TINY_NAFLEX_CONFIG["vision"], name="vision_encoder")
-    text = SigLIPTextEncoder(**TINY_NAFLEX_CONFIG["text"], name="text_encoder")
-    model = SigLIP(vision, text, name="tiny_naflex", **model_kwargs)
-    randomize_weights(model, seed)
-    return model
+    return _build(True, TINY_NAFLEX_CONFIG, "tiny_naflex", seed, model_kwargs)
 
 
 def random_naflex_inputs(spatial_shapes, max_num_patches, patch_size=2, seed=0, padding=0.0):

@@ -1,28 +1,13 @@
-"""Where the shared big_vision fixtures live.
+"""Where the big_vision fixtures live: `tests/fixtures/` (see its README.md)."""
 
-`KERAS_SIGLIP_SHARED` wins; otherwise `shared/` beside the repository clone (the CI layout).
-"""
-
-import os
 from pathlib import Path
 
-import pytest
-
-
-def shared_dir():
-    """The shared directory (may not exist)."""
-    env = os.environ.get("KERAS_SIGLIP_SHARED")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture_path(name):
-    """Path of `fixtures/<name>` in the shared directory; skips the calling test if it is missing."""
-    path = shared_dir() / "fixtures" / name
+    """Path of `tests/fixtures/<name>`; a missing fixture is an error, never a skip."""
+    path = FIXTURES / name
     if not path.is_file():
-        if os.environ.get("CI"):
-            # In CI the fixtures must be there: a skip would hide a broken layout.
-            pytest.fail(f"fixture {path} not found; CI expects shared/ beside the clone")
-        pytest.skip(f"fixture {path} not found (set KERAS_SIGLIP_SHARED to the shared/ directory)")
+        raise FileNotFoundError(f"fixture {path} is missing from the repository")
     return path

@@ -170,7 +170,7 @@ def test_machine_info_reads_model_cores_and_simd(tmp_path):
 
 
 def _torch_has_onednn_linear():
-    from keras_siglip.layers.linear import available_torch_cpu_gemms
+    from keras_siglip.backend import available_torch_cpu_gemms
 
     return "onednn" in available_torch_cpu_gemms()
 

@@ -1,7 +1,7 @@
-"""Weight porting against Hugging Face transformers (SPEC §10, §11), and the big_vision and
+"""Weight porting against Hugging Face transformers (docs/checkpoints.md), and the big_vision and
 .keras formats it round-trips through, on the current Keras backend.
 
-Tiny transformers models (SPEC §11.1) get non-trivial random weights, are saved with
+Tiny transformers models (docs/checkpoints.md) get non-trivial random weights, are saved with
 `save_pretrained`, and must give the same outputs after loading into Keras (within 1e-5),
 after the command-line conversion, and after the trip back to transformers. Round trips
 between Keras, transformers and big_vision are bit-exact.
@@ -81,7 +81,7 @@ def _report():
 
 
 def _randomise(model, seed):
-    """SPEC §11.3: every parameter re-drawn.
+    """Every parameter re-drawn (docs/checkpoints.md, "Testing a port against transformers").
 
     LayerNorm scales 1 ± 0.1, biases N(0, 0.1), everything else N(0, 0.02).
     """

@@ -15,7 +15,8 @@ pytest.importorskip("matplotlib")
 
 import keras  # noqa: E402
 
-from keras_siglip import cli, demo  # noqa: E402
+from keras_siglip import cli  # noqa: E402
+from keras_siglip.apps import digits as demo  # noqa: E402
 
 TINY = ["--steps", "6", "--batch-size", "10", "--image-size", "8", "--patch-size", "4",
         "--width", "16", "--depth", "1", "--heads", "2", "--learning-rate", "3e-3"]  # fmt: skip

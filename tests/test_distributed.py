@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-import reference
+import keras_siglip_reference as reference
 from keras_siglip import distributed
 from keras_siglip.distributed import ring_sigmoid_loss
 

@@ -14,7 +14,7 @@ from keras_siglip.layers import (
     PatchEmbedding,
     PositionEmbedding,
 )
-from keras_siglip.layers.attention import heads_major_attention, torch_fused_attention
+from keras_siglip.backend import heads_major_attention, torch_fused_attention
 from tests._grad import to_numpy
 
 LAYERS = [
@@ -184,7 +184,7 @@ def test_torch_cpu_gemm_kernels_match_numpy_and_keep_gradients(monkeypatch):
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    from keras_siglip.layers.linear import affine, available_torch_cpu_gemms
+    from keras_siglip.backend import affine, available_torch_cpu_gemms
 
     rng = np.random.default_rng(11)
     x, kernel = rng.standard_normal((70, 96)), rng.standard_normal((96, 40)) / 10
@@ -213,7 +213,7 @@ def test_torch_cpu_gemm_kernels_match_numpy_and_keep_gradients(monkeypatch):
 def test_torch_cpu_gemm_choice(monkeypatch):
     import torch
 
-    from keras_siglip.layers.linear import available_torch_cpu_gemms, torch_cpu_gemm
+    from keras_siglip.backend import available_torch_cpu_gemms, torch_cpu_gemm
 
     monkeypatch.delenv("KERAS_SIGLIP_TORCH_CPU_GEMM", raising=False)
     avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-import reference
+import keras_siglip_reference as reference
 from keras_siglip.losses import SigmoidLoss, sigmoid_loss
 from tests._grad import value_and_grad
 
@@ -18,7 +18,7 @@ def _normalised(rng, b, d):
 
 
 def test_spec_vector():
-    # SPEC §5.2, computed from the definition.
+    # The test vector of docs/loss.md ("Analytic gradients"), computed from the definition.
     x = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
     y = np.array([[0.8, 0.6], [0.0, 1.0]], np.float32)
     loss, (gx, gy, gt, gb) = value_and_grad(

@@ -5,7 +5,7 @@ import pytest
 
 import keras
 
-import reference
+import keras_siglip_reference as reference
 from keras_siglip import SigLIP, SigLIPTextEncoder, SigLIPVisionEncoder
 from keras_siglip.convert import load_big_vision
 from keras_siglip.testing import TINY_CONFIGS, build_tiny, random_tree
@@ -152,7 +152,7 @@ def test_encode_is_a_compiled_inference_path():
             probe.grad.numpy(), np.repeat(to_numpy(embeddings).sum(0)[:, None], 2, 1), rtol=1e-6
         )
         # The recorded graph replays the kernels of eager inference (no_grad: the matmul kernel
-        # may differ from the autograd one, see layers.linear.torch_cpu_gemm): bit-identical,
+        # may differ from the autograd one, see keras_siglip.backend.torch_cpu_gemm): bit-identical,
         # one graph per shape, and weights are arguments, so an update after recording is seen.
         with torch.no_grad():
             np.testing.assert_array_equal(
@@ -262,7 +262,7 @@ def test_bad_inputs_name_the_problem():
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's CPU matmul kernels")
 def test_torch_encode_matches_oracle_with_each_cpu_gemm(monkeypatch):
-    from keras_siglip.layers.linear import available_torch_cpu_gemms
+    from keras_siglip.backend import available_torch_cpu_gemms
 
     model = build_tiny("odd_nonsquare", seed=4)
     tree = random_tree(model, seed=4)

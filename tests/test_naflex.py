@@ -1,4 +1,4 @@
-"""SigLIP 2 NaFlex (SPEC §7) and position-embedding resizing (SPEC §8) on the current backend.
+"""NaFlex and position-table resizing on this backend (docs/naflex.md, docs/checkpoints.md).
 
 Against the float64 NumPy oracle, big_vision's resize fixture and torch's antialiased bilinear
 `interpolate`: the per-example resize layer, the NaFlex tower (eager and compiled, with a batch
@@ -11,7 +11,7 @@ import pytest
 
 import keras
 
-import reference
+import keras_siglip_reference as reference
 from keras_siglip import SigLIP, SigLIPNaFlexVisionEncoder, list_presets, preset_info
 from keras_siglip.convert import load_big_vision, model_to_tree, save_big_vision
 from keras_siglip.layers import (
@@ -51,7 +51,7 @@ def _assert_valid_rows_close(actual, expected, shapes, atol, name=""):
 # The per-example resize layer
 
 
-NAFLEX_WEIGHT_VECTORS = {  # SPEC §7.3, G = 4
+NAFLEX_WEIGHT_VECTORS = {  # docs/naflex.md, G = 4
     2: [[3 / 7, 3 / 7, 1 / 7, 0], [0, 1 / 7, 3 / 7, 3 / 7]],
     3: [[0.7, 0.3, 0, 0], [0, 0.5, 0.5, 0], [0, 0, 0.3, 0.7]],
     6: [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0, 5 / 6, 1 / 6, 0], [0, 1 / 6, 5 / 6, 0], [0, 0, 0.5, 0.5],
@@ -398,11 +398,11 @@ def test_big_vision_round_trip_is_bit_exact(tiny, tmp_path):
 # Presets
 
 NAFLEX_PRESETS = {"siglip2_base_patch16_naflex": "B", "siglip2_so400m_patch16_naflex": "So400m"}
-SPEC_VARIANTS = {"B": (768, 12, 3072, 12), "So400m": (1152, 27, 4304, 16)}  # SPEC §1.1
+SPEC_VARIANTS = {"B": (768, 12, 3072, 12), "So400m": (1152, 27, 4304, 16)}  # docs/architecture.md
 
 
 def _expected_parameter_count(variant, patch=16, grid=16, vocab=256_000, length=64):
-    """Parameters of a NaFlex SigLIP 2 from the SPEC §10.1 tree shapes (not from the model)."""
+    """Parameters of a NaFlex SigLIP 2 from docs/checkpoints.md's tree shapes, not the model."""
     width, depth, mlp, _ = SPEC_VARIANTS[variant]
     attention = 3 * (width * width + width) + (width * width + width)  # q, k, v (W,H,hd) + out
     mlp_block = (width * mlp + mlp) + (mlp * width + width)

@@ -1,4 +1,4 @@
-"""Tests of `keras_siglip.preprocessing.naflex`: SPEC §7.1 target sizes, §7.2 patch layout, and
+"""Tests of `keras_siglip.preprocessing.naflex`: docs/naflex.md target sizes and patch layout, and
 the transformers (PIL backend) and big_vision pixel pipelines."""
 
 import numpy as np
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.backend_independent
 
 ONE_STEP = 1 / 127.5  # one uint8 step in [-1, 1] units
 
-# SPEC §7.1: ((h, w), p, n_max) -> (H_t, W_t)
+# docs/naflex.md, "Target size": ((h, w), p, n_max) -> (H_t, W_t)
 SPEC_SIZES = [
     # big_vision ops_naflex_test.py
     ((48, 48), 3, 121, (33, 33)),
@@ -178,8 +178,9 @@ def test_big_vision_pipeline_matches_tensorflow(sample_images):
 
 
 def test_the_two_pipelines_differ_by_at_most_one_uint8_step(sample_images):
-    # OPEN-3, measured: big_vision's float resize and transformers' uint8 resize differ only by
-    # the 8-bit rounding (max ~1.00001 steps, mean ~0.25 steps on these photos).
+    # Measured (docs/naflex.md, "Pitfalls"): big_vision's float resize and transformers' uint8
+    # resize differ only by the 8-bit rounding (max ~1.00001 steps, mean ~0.25 steps on these
+    # photos).
     transformers_out = naflex_patchify(sample_images, 16, 256)
     big_vision_out = naflex_patchify(sample_images, 16, 256, pipeline="big_vision")
     np.testing.assert_array_equal(

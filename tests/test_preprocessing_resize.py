@@ -1,4 +1,4 @@
-"""Tests of `keras_siglip.preprocessing.resize` against SPEC §7.3 weights, Pillow and
+"""Tests of `keras_siglip.preprocessing.resize` against docs/naflex.md's weights, Pillow and
 TensorFlow."""
 
 import numpy as np
@@ -9,7 +9,7 @@ from keras_siglip.preprocessing import resize as R
 pytestmark = pytest.mark.backend_independent
 
 
-# SPEC §7.3: the antialiased bilinear weights of a 4-long axis resized to S.
+# docs/naflex.md: the antialiased bilinear weights of a 4-long axis resized to S.
 SPEC_WEIGHTS = {
     2: [[3 / 7, 3 / 7, 1 / 7, 0], [0, 1 / 7, 3 / 7, 3 / 7]],
     3: [[0.7, 0.3, 0, 0], [0, 0.5, 0.5, 0], [0, 0, 0.3, 0.7]],

@@ -20,7 +20,7 @@ SIGLIP2_FIXED = {
     "siglip2_so400m_patch16_512", "siglip2_giant_opt_patch16_256", "siglip2_giant_opt_patch16_384",
 }
 
-# SPEC §1.1, written out again here so the count below is independent of the library's table.
+# docs/architecture.md, written out again so the count below is independent of the library's table.
 SIZES = {"B": (768, 12, 3072, 12), "L": (1024, 24, 4096, 16), "So400m": (1152, 27, 4304, 16),
          "g-opt": (1536, 40, 6144, 16)}
 

@@ -1,5 +1,5 @@
-"""Tests of the NumPy oracle (`reference/`) against big_vision fixtures, SPEC test vectors,
-finite differences, scipy and torch."""
+"""Tests of the NumPy oracle (`reference/`) against big_vision fixtures, the test vectors
+of docs/loss.md, docs/naflex.md and docs/checkpoints.md, finite differences, scipy and torch."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-import reference as R
+import keras_siglip_reference as R
 from tests._paths import fixture_path
 
 pytestmark = pytest.mark.backend_independent

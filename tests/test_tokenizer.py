@@ -131,7 +131,7 @@ def test_siglip2_matches_transformers(models, texts, hf_siglip2):
 
 def test_siglip2_matches_gemma_tokenizer_after_explicit_lowercasing(models, texts):
     # Fixed-resolution SigLIP 2 checkpoints ship a plain GemmaTokenizer, which does not lowercase
-    # (OPEN-8): it agrees with us only on lowercased text.
+    # (docs/preprocessing.md, "SigLIP 2 text"): it agrees with us only on lowercased text.
     transformers = pytest.importorskip("transformers")
     gemma = transformers.GemmaTokenizer.from_pretrained(
         str(models["gemma_dir"]), add_bos_token=False, add_eos_token=True, padding_side="right"
@@ -145,8 +145,9 @@ def test_siglip2_matches_gemma_tokenizer_after_explicit_lowercasing(models, text
 
 @pytest.mark.parametrize("flavor", ["siglip", "siglip2"])
 def test_sticky_eos_on_long_texts(models, flavor, hf_siglip, hf_siglip2):
-    # OPEN-9: transformers' truncation (which reserves room for the EOS it appends) gives the same
-    # ids as big_vision's sticky EOS, for texts shorter than, equal to and longer than L.
+    # transformers' truncation (which reserves room for the EOS it appends) gives the same ids
+    # as big_vision's sticky EOS, for texts shorter than, equal to and longer than L
+    # (docs/preprocessing.md, "Open points").
     path = models["t5"] if flavor == "siglip" else models["gemma"]
     hf = hf_siglip if flavor == "siglip" else hf_siglip2
     tok = Tokenizer(path, flavor=flavor, sequence_length=L)
@@ -171,7 +172,7 @@ def test_sticky_eos_on_long_texts(models, flavor, hf_siglip, hf_siglip2):
 @pytest.fixture(scope="module")
 def a_is_2(tmp_path_factory):
     # A vocabulary with id("a") = 2 and </s> = 1, as in big_vision's tokenize docstring
-    # (SPEC §9.2).
+    # (docs/preprocessing.md, "SigLIP 1 text").
     path = tmp_path_factory.mktemp("spm_a") / "a.model"
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(

@@ -47,7 +47,7 @@ def test_compute_loss_uses_the_forward_outputs():
     }
     y_pred = model(x, training=True)
     assert set(y_pred) == {"image_embeddings", "text_embeddings", "logit_scale", "logit_bias"}
-    import reference
+    import keras_siglip_reference as reference
 
     expected = reference.sigmoid_loss(
         np.asarray(keras.ops.convert_to_numpy(y_pred["image_embeddings"])),
@@ -72,7 +72,7 @@ def test_ring_where_it_cannot_run_says_why():
 @pytest.mark.multi_device
 def test_data_parallel_fit_step_equals_single_device(tmp_path):
     if keras.backend.backend() != "jax":
-        pytest.skip("keras.distribution is JAX-only in Keras 3.15 (SPEC §6.1)")
+        pytest.skip("keras.distribution is JAX-only in Keras 3.15 (docs/loss.md)")
     out = tmp_path / "steps.npz"
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root), KERAS_BACKEND="jax")

@@ -1,4 +1,8 @@
-"""Checkpoint conversion. The canonical tree is big_vision's; other formats convert at the edge."""
+"""Checkpoint conversion (docs/checkpoints.md).
+
+The canonical tree is big_vision's; other formats convert at the edge. `names` holds the one
+table of parameter names, `io` the file handling every format shares.
+"""
 
 from keras_siglip.convert.big_vision import (
     assign_tree,
@@ -7,9 +11,12 @@ from keras_siglip.convert.big_vision import (
     model_to_tree,
     read_tree,
     save_big_vision,
-    tree_entries,
 )
+from keras_siglip.convert.formats import register_formats
+from keras_siglip.convert.names import tree_entries
 from keras_siglip.convert.transformers import load_transformers, save_transformers
+
+register_formats()
 
 __all__ = [
     "assign_tree",

@@ -1,135 +1,29 @@
-"""The canonical parameter tree: big_vision's flat `/`-joined names.
+"""The canonical parameter tree: big_vision's flat `/`-joined names (docs/checkpoints.md).
 
-Keras kernels use flax layouts, so every tensor copies without a transpose.
-This module holds the one table between Keras variables and big_vision names
-(`tree_entries`), the readers for real checkpoint files (`params/` prefix,
-scan-stacked blocks, bfloat16 stored as 2-byte void) and the architecture
-inference from tensor shapes.
+Keras kernels use flax layouts, so every tensor copies without a transpose; the names are
+in `keras_siglip.convert.names`. This module reads real checkpoint files (`params/` prefix,
+scan-stacked blocks, bfloat16 stored as 2-byte void), infers the architecture from tensor
+shapes and copies trees in and out of models.
 """
 
 import os
 import re
 from pathlib import Path
 
+import keras
 import numpy as np
 
-_BLOCK_LEAVES = {
-    "LayerNorm_0/scale": ("layer_norm_1", "gamma"),
-    "LayerNorm_0/bias": ("layer_norm_1", "beta"),
-    "LayerNorm_1/scale": ("layer_norm_2", "gamma"),
-    "LayerNorm_1/bias": ("layer_norm_2", "beta"),
-    "MlpBlock_0/Dense_0/kernel": ("mlp.fc1", "kernel"),
-    "MlpBlock_0/Dense_0/bias": ("mlp.fc1", "bias"),
-    "MlpBlock_0/Dense_1/kernel": ("mlp.fc2", "kernel"),
-    "MlpBlock_0/Dense_1/bias": ("mlp.fc2", "bias"),
-}
-for _proj in ("query", "key", "value", "out"):
-    for _leaf in ("kernel", "bias"):
-        _BLOCK_LEAVES[f"MultiHeadDotProductAttention_0/{_proj}/{_leaf}"] = (
-            f"attention.{_proj}",
-            _leaf,
-        )
-
-_MAP_LEAVES = {
-    "LayerNorm_0/scale": ("layer_norm", "gamma"),
-    "LayerNorm_0/bias": ("layer_norm", "beta"),
-    **{k: v for k, v in _BLOCK_LEAVES.items() if not k.startswith("LayerNorm")},
-}
-
-
-def _get(obj, dotted):
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _layer_entries(prefix, layer, leaves):
-    for leaf, (path, attr) in leaves.items():
-        yield f"{prefix}/{leaf}", getattr(_get(layer, path), attr)
-
-
-def _vision_entries(vision):
-    if getattr(vision, "is_naflex", False):
-        patch = vision.patch_embedding  # a Linear on flattened patches: kernel (p*p*3, W)
-    else:
-        patch = vision.patch_embedding.conv  # kernel (p, p, 3, W)
-    entries = [
-        ("img/embedding/kernel", patch.kernel),
-        ("img/embedding/bias", patch.bias),
-        ("img/pos_embedding", vision.position_embedding.embeddings),
-    ]
-    for i, block in enumerate(vision.blocks):
-        entries += _layer_entries(f"img/Transformer/encoderblock_{i}", block, _BLOCK_LEAVES)
-    entries += [
-        ("img/Transformer/encoder_norm/scale", vision.encoder_norm.gamma),
-        ("img/Transformer/encoder_norm/bias", vision.encoder_norm.beta),
-        ("img/MAPHead_0/probe", vision.head.probe),
-    ]
-    entries += _layer_entries("img/MAPHead_0", vision.head, _MAP_LEAVES)
-    return entries
-
-
-def _text_entries(text):
-    entries = [
-        ("txt/Embed_0/embedding", text.token_embedding.embeddings),
-        ("txt/pos_embedding", text.position_embedding.embeddings),
-    ]
-    for i, block in enumerate(text.blocks):
-        entries += _layer_entries(f"txt/Encoder_0/encoderblock_{i}", block, _BLOCK_LEAVES)
-    entries += [
-        ("txt/Encoder_0/encoder_norm/scale", text.encoder_norm.gamma),
-        ("txt/Encoder_0/encoder_norm/bias", text.encoder_norm.beta),
-    ]
-    if text.head is not None:
-        entries += [("txt/head/kernel", text.head.kernel), ("txt/head/bias", text.head.bias)]
-    return entries
-
-
-def tree_entries(model):
-    """`(big_vision name, Keras variable)` for every parameter of a `SigLIP` model.
-
-    This is the only place where Keras attribute names meet big_vision names.
-    `model` may also be a single tower, which gives only its `img/...` or
-    `txt/...` entries (used by the transformers converter for tower
-    checkpoints).
-    """
-    if hasattr(model, "vision_encoder"):
-        return (
-            _vision_entries(model.vision_encoder)
-            + _text_entries(model.text_encoder)
-            + [("t", model.logit_scale), ("b", model.logit_bias)]
-        )
-    if hasattr(model, "token_embedding"):
-        return _text_entries(model)
-    return _vision_entries(model)
-
-
-def _maybe_progress(items, progress, desc):
-    """Wrap `items` in a tqdm-like `progress(iterable, total=, desc=)` if one is given."""
-    items = list(items)
-    return progress(items, total=len(items), desc=desc) if progress else items
-
-
-# --------------------------------------------------------------------------------------
-# Reading checkpoint files.
-
-
-def _bfloat16_to_float32(array):
-    # bfloat16 is the top half of a float32: widen the bits, no library needed.
-    bits = np.ascontiguousarray(array).view(np.uint16).astype(np.uint32) << 16
-    return bits.view(np.float32)
-
-
-def _as_float_array(name, array):
-    array = np.asarray(array)
-    if array.dtype.kind == "V" and array.dtype.itemsize == 2:
-        return _bfloat16_to_float32(array)
-    if array.dtype.name == "bfloat16":
-        return array.astype(np.float32)
-    if array.dtype.kind not in "fiu":
-        raise ValueError(f"Tensor {name!r} has unsupported dtype {array.dtype}.")
-    return array
-
+from keras_siglip.builders import build_model
+from keras_siglip.convert.io import (
+    as_float_array,
+    atomic_output,
+    check_fit,
+    read_npz,
+    track,
+)
+from keras_siglip.convert.names import tree_entries
+from keras_siglip.layers import FIXED_RESIZE_METHODS, resize_position_embedding
+from keras_siglip.models import SigLIP, SigLIPNaFlexVisionEncoder
 
 _PREFIXES = ("params/", "opt/target/")
 _SCAN = re.compile(r"^(.*)/encoderblock/(.*)$")
@@ -144,16 +38,7 @@ def read_tree(path_or_tree):
     `.../encoderblock_{i}/<leaf>`.
     """
     if isinstance(path_or_tree, (str, os.PathLike)):
-        path = Path(path_or_tree)
-        if not path.exists():
-            raise FileNotFoundError(f"No big_vision checkpoint at {path}.")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                raw = {name: data[name] for name in data.files}
-        except Exception as error:  # zipfile, pickle and format errors alike
-            raise ValueError(
-                f"{path} is not a readable big_vision .npz checkpoint ({error})."
-            ) from error
+        raw = read_npz(path_or_tree)
     else:
         raw = dict(path_or_tree)
     tree = {}
@@ -164,7 +49,7 @@ def read_tree(path_or_tree):
                 break
         if not (name.startswith(("img/", "txt/")) or name in ("t", "b")):
             continue  # optimizer state, step counters, fixtures' extra arrays
-        value = _as_float_array(name, value)
+        value = as_float_array(name, value)
         if name in ("t", "b") and value.ndim == 0:
             value = value.reshape(1)  # some exports store the scalars without their (1,) axis
         match = _SCAN.match(name)
@@ -251,72 +136,25 @@ def assign_tree(model, tree, progress=None):
     callable `progress(iterable, total=, desc=)` shown over the tensors.
     """
     entries = tree_entries(model)
-    expected = {name: tuple(var.shape) for name, var in entries}
-    missing = [f"{n} {expected[n]}" for n in expected if n not in tree]
-    unexpected = [f"{n} {tuple(np.shape(tree[n]))}" for n in tree if n not in expected]
-    misshapen = [
-        f"{n}: checkpoint {tuple(np.shape(tree[n]))}, model expects {expected[n]}"
-        for n in expected
-        if n in tree and tuple(np.shape(tree[n])) != expected[n]
-    ]
-    if missing or unexpected or misshapen:
-        lines = ["The checkpoint does not fit the model architecture."]
-        for title, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("misshapen", misshapen),
-        ):
-            if items:
-                lines.append(f"{len(items)} {title} tensor(s):")
-                lines += [f"  {item}" for item in items]
-        raise ValueError("\n".join(lines))
-    for name, var in _maybe_progress(entries, progress, "assign"):
+    check_fit(
+        {name: var.shape for name, var in entries},
+        {name: np.shape(value) for name, value in tree.items()},
+        "The checkpoint does not fit the model architecture.",
+    )
+    for name, var in track(entries, progress, "assign"):
         var.assign(np.asarray(tree[name], dtype=np.float32))
     return model
 
 
 def model_to_tree(model, progress=None):
     """The model's (or a tower's) weights as a flat `{big_vision name: float32 ndarray}`."""
-    import keras
-
     return {
         name: np.asarray(keras.ops.convert_to_numpy(var), dtype=np.float32)
-        for name, var in _maybe_progress(tree_entries(model), progress, "export")
+        for name, var in track(tree_entries(model), progress, "export")
     }
 
 
-def build_model(naflex, vision_kwargs, text_kwargs):
-    """An untrained `SigLIP` from tower kwargs (as `infer_architecture` returns them)."""
-    from keras_siglip.models import SigLIP
-
-    return SigLIP(
-        build_vision_tower(naflex, vision_kwargs),
-        build_text_tower(text_kwargs),
-        name="siglip",
-    )
-
-
-def build_vision_tower(naflex, vision_kwargs):
-    """A `SigLIPVisionEncoder`, or a `SigLIPNaFlexVisionEncoder` when `naflex`."""
-    if naflex:
-        from keras_siglip.models import SigLIPNaFlexVisionEncoder
-
-        return SigLIPNaFlexVisionEncoder(**vision_kwargs, name="vision_encoder")
-    from keras_siglip.models import SigLIPVisionEncoder
-
-    return SigLIPVisionEncoder(**vision_kwargs, name="vision_encoder")
-
-
-def build_text_tower(text_kwargs):
-    """A `SigLIPTextEncoder`."""
-    from keras_siglip.models import SigLIPTextEncoder
-
-    return SigLIPTextEncoder(**text_kwargs, name="text_encoder")
-
-
 def _check_posemb_resize(posemb_resize):
-    from keras_siglip.layers import FIXED_RESIZE_METHODS
-
     if posemb_resize is not None and posemb_resize not in FIXED_RESIZE_METHODS:
         raise ValueError(
             f"Unknown posemb_resize={posemb_resize!r}; valid values: None, "
@@ -336,8 +174,6 @@ def fit_position_embedding(tree, image_size, patch_size, posemb_resize=None):
     Returns `tree` itself when the table already fits, else a copy with the resized table. A
     mismatch without `posemb_resize` raises an error naming both grids and the option.
     """
-    from keras_siglip.layers import resize_position_embedding
-
     _check_posemb_resize(posemb_resize)
     posemb = np.asarray(_require(tree, "img/pos_embedding"))
     height, width = image_size
@@ -386,7 +222,8 @@ def load_big_vision(
             checkpoint's (square) position grid differs from the grid of
             `image_size` (or of the preset), resize the table with
             big_vision's load-time linear zoom (square targets) or
-            transformers' bicubic `interpolate_pos_encoding` (SPEC §8).
+            transformers' bicubic `interpolate_pos_encoding`
+            (docs/checkpoints.md).
             None raises an error on a mismatch.
         progress: optional tqdm-like callable shown over the tensors.
         **overrides: with `preset`, architecture arguments that replace the
@@ -400,8 +237,6 @@ def load_big_vision(
             architecture (every missing, unexpected and misshapen tensor is
             listed in the one error).
     """
-    from keras_siglip.models import SigLIP
-
     tree = read_tree(path_or_tree)
     if preset is not None:
         if image_size is not None:
@@ -409,7 +244,7 @@ def load_big_vision(
         _check_posemb_resize(posemb_resize)
         model = SigLIP.from_preset(preset, load_weights=False, **overrides)
         vision = model.vision_encoder
-        if not getattr(vision, "is_naflex", False):  # NaFlex resizes its table per image
+        if not isinstance(vision, SigLIPNaFlexVisionEncoder):  # NaFlex resizes per image
             tree = fit_position_embedding(tree, vision.image_size, vision.patch_size, posemb_resize)
         return assign_tree(model, tree, progress)
     if overrides:
@@ -429,8 +264,6 @@ def save_big_vision(model, path, progress=None):
     The file appears only when complete: it is written to a temporary file in
     the same folder and renamed (an existing file is replaced).
     """
-    from keras_siglip.convert._files import atomic_output
-
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"big_vision checkpoints are .npz files; received {path}.")

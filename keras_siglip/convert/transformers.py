@@ -1,7 +1,7 @@
-"""Hugging Face transformers checkpoints <-> the canonical big_vision tree.
+"""Hugging Face transformers checkpoints <-> the canonical big_vision tree (docs/checkpoints.md).
 
-One table, `_TABLE`, pairs every big_vision name with its transformers name
-and a named transform; it is read in both directions (SPEC §10.3):
+The names are paired in `keras_siglip.convert.names`; each pair names one of the transforms
+below, read in both directions:
 
     big_vision (= Keras)                transformers                       big_vision -> hf
     Dense kernel (in, out)              Linear weight (out, in)            .T
@@ -14,30 +14,31 @@ and a named transform; it is read in both directions (SPEC §10.3):
     MAP head query, key, value          in_proj_weight (3W, W), _bias      rows [q; k; v]
     no txt/head (So400m/16-i18n)        text_model.head                    eye(Wt), zeros
 
-The Keras model is built from `config.json` (transformers' defaults fill what
-the file leaves out) and the checkpoint's tensors are checked against it
-before anything is assigned: every missing, unexpected or misshapen tensor is
-reported, in transformers names, in one error.
+The Keras model is built from `config.json` (transformers' defaults fill what the file leaves
+out) and the checkpoint's tensors are checked against it before anything is assigned: every
+missing, unexpected or misshapen tensor is reported, in transformers names, in one error.
 
-No torch is needed to read or write folders: safetensors files are read and
-written with the `safetensors` NumPy API.
+No torch is needed to read or write folders: safetensors files are read and written with the
+`safetensors` NumPy API.
 """
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
-from keras_siglip.convert.big_vision import (
-    _maybe_progress,
-    assign_tree,
-    build_model,
-    build_text_tower,
-    build_vision_tower,
-    model_to_tree,
-    tree_entries,
+from keras_siglip.builders import build_model, build_text_tower, build_vision_tower
+from keras_siglip.convert import hf_config, names
+from keras_siglip.convert.big_vision import assign_tree, model_to_tree
+from keras_siglip.convert.hf_config import MODEL_TYPES, transformers_config
+from keras_siglip.convert.io import (
+    atomic_output,
+    check_destination,
+    check_fit,
+    read_safetensors,
+    to_float32,
+    track,
 )
 
 # --------------------------------------------------------------------------------------
@@ -84,113 +85,25 @@ _TRANSFORMS = {
 }
 
 
-def _patch_transform(ndim):
-    # Fixed resolution: a conv (p, p, 3, W); NaFlex: a Linear on flattened patches (p*p*3, W).
-    return _TRANSFORMS["conv" if ndim == 4 else "dense"]
-
-
-# --------------------------------------------------------------------------------------
-# The one mapping table. `{i}` is a block index; a 4th entry is the slot of a tensor
-# packed with others along axis 0 (the MAP head's q/k/v in nn.MultiheadAttention).
-
-_ATTENTION = [
-    ("MultiHeadDotProductAttention_0/{bv}/kernel", "{hf}.weight", "dense"),
-    ("MultiHeadDotProductAttention_0/{bv}/bias", "{hf}.bias", "flat"),
-]
-_PROJECTIONS = {"query": "q_proj", "key": "k_proj", "value": "v_proj"}
-
-_BLOCK = [
-    ("LayerNorm_0/scale", "layer_norm1.weight", "same"),
-    ("LayerNorm_0/bias", "layer_norm1.bias", "same"),
-    ("LayerNorm_1/scale", "layer_norm2.weight", "same"),
-    ("LayerNorm_1/bias", "layer_norm2.bias", "same"),
-    *[
-        (bv.format(bv=p), "self_attn." + hf.format(hf=q), t)
-        for p, q in _PROJECTIONS.items()
-        for bv, hf, t in _ATTENTION
-    ],
-    ("MultiHeadDotProductAttention_0/out/kernel", "self_attn.out_proj.weight", "heads_out"),
-    ("MultiHeadDotProductAttention_0/out/bias", "self_attn.out_proj.bias", "same"),
-    ("MlpBlock_0/Dense_0/kernel", "mlp.fc1.weight", "dense"),
-    ("MlpBlock_0/Dense_0/bias", "mlp.fc1.bias", "same"),
-    ("MlpBlock_0/Dense_1/kernel", "mlp.fc2.weight", "dense"),
-    ("MlpBlock_0/Dense_1/bias", "mlp.fc2.bias", "same"),
-]
-
-_MAP_HEAD = "img/MAPHead_0/MultiHeadDotProductAttention_0"
-_TABLE = [
-    ("img/embedding/kernel", "vision_model.embeddings.patch_embedding.weight", "patch"),
-    ("img/embedding/bias", "vision_model.embeddings.patch_embedding.bias", "same"),
-    ("img/pos_embedding", "vision_model.embeddings.position_embedding.weight", "rows"),
-    *[
-        (f"img/Transformer/encoderblock_{{i}}/{bv}", f"vision_model.encoder.layers.{{i}}.{hf}", t)
-        for bv, hf, t in _BLOCK
-    ],
-    ("img/Transformer/encoder_norm/scale", "vision_model.post_layernorm.weight", "same"),
-    ("img/Transformer/encoder_norm/bias", "vision_model.post_layernorm.bias", "same"),
-    ("img/MAPHead_0/probe", "vision_model.head.probe", "same"),
-    *[
-        (f"{_MAP_HEAD}/{p}/{leaf}", f"vision_model.head.attention.in_proj_{hf}", t, slot)
-        for slot, p in enumerate(_PROJECTIONS)
-        for leaf, hf, t in (("kernel", "weight", "dense"), ("bias", "bias", "flat"))
-    ],
-    (f"{_MAP_HEAD}/out/kernel", "vision_model.head.attention.out_proj.weight", "heads_out"),
-    (f"{_MAP_HEAD}/out/bias", "vision_model.head.attention.out_proj.bias", "same"),
-    ("img/MAPHead_0/LayerNorm_0/scale", "vision_model.head.layernorm.weight", "same"),
-    ("img/MAPHead_0/LayerNorm_0/bias", "vision_model.head.layernorm.bias", "same"),
-    ("img/MAPHead_0/MlpBlock_0/Dense_0/kernel", "vision_model.head.mlp.fc1.weight", "dense"),
-    ("img/MAPHead_0/MlpBlock_0/Dense_0/bias", "vision_model.head.mlp.fc1.bias", "same"),
-    ("img/MAPHead_0/MlpBlock_0/Dense_1/kernel", "vision_model.head.mlp.fc2.weight", "dense"),
-    ("img/MAPHead_0/MlpBlock_0/Dense_1/bias", "vision_model.head.mlp.fc2.bias", "same"),
-    ("txt/Embed_0/embedding", "text_model.embeddings.token_embedding.weight", "same"),
-    ("txt/pos_embedding", "text_model.embeddings.position_embedding.weight", "rows"),
-    *[
-        (f"txt/Encoder_0/encoderblock_{{i}}/{bv}", f"text_model.encoder.layers.{{i}}.{hf}", t)
-        for bv, hf, t in _BLOCK
-    ],
-    ("txt/Encoder_0/encoder_norm/scale", "text_model.final_layer_norm.weight", "same"),
-    ("txt/Encoder_0/encoder_norm/bias", "text_model.final_layer_norm.bias", "same"),
-    ("txt/head/kernel", "text_model.head.weight", "dense"),
-    ("txt/head/bias", "text_model.head.bias", "same"),
-    ("t", "logit_scale", "same"),
-    ("b", "logit_bias", "same"),
-]
-
-_PACKED = 3  # q, k, v
-
-
-def _compile(table):
-    rows = []
-    for bv, hf, transform, *slot in table:
-        pattern = re.compile(re.escape(bv).replace(re.escape("{i}"), r"(\d+)") + "$")
-        rows.append((pattern, hf, transform, slot[0] if slot else None))
-    return rows
-
-
-_ROWS = _compile(_TABLE)
+_PACKED = len(names.PACKED)
 
 
 def transformers_name(bv_name, shape):
     """`(transformers name, transform, packed slot or None)` for a big_vision tensor."""
-    for pattern, hf, transform, slot in _ROWS:
-        match = pattern.match(bv_name)
-        if match:
-            hf = hf.replace("{i}", match.group(1)) if match.groups() else hf
-            t = _patch_transform(len(shape)) if transform == "patch" else _TRANSFORMS[transform]
-            return hf, t, slot
-    raise KeyError(f"No transformers name for the big_vision tensor {bv_name!r}.")
+    row = names.lookup(bv_name, len(shape))
+    return row.hf, _TRANSFORMS[row.transform], row.slot
 
 
 def _layout(model):
     """`{transformers name: (shape, [(big_vision name, bv shape, transform, slot)])}`."""
     layout = {}
-    for bv_name, var in tree_entries(model):
+    for row, var in names.model_parameters(model):
         shape = tuple(var.shape)
-        hf, transform, slot = transformers_name(bv_name, shape)
-        hf_shape = transform.hf_shape(shape)
-        if slot is not None:
+        transform = _TRANSFORMS[row.transform]
+        hf_shape = tuple(transform.hf_shape(shape))
+        if row.slot is not None:
             hf_shape = (hf_shape[0] * _PACKED, *hf_shape[1:])
-        layout.setdefault(hf, (hf_shape, []))[1].append((bv_name, shape, transform, slot))
+        layout.setdefault(row.hf, (hf_shape, []))[1].append((row.name, shape, transform, row.slot))
     return layout
 
 
@@ -199,7 +112,7 @@ def _layout(model):
 
 
 def tree_to_state_dict(tree, text_width=None):
-    """A big_vision tree as a transformers state dict of float32 arrays (one table, `transformers_name`).
+    """A big_vision tree as a transformers state dict of float32 arrays.
 
     The MAP head's q, k, v are packed into `in_proj_weight` / `in_proj_bias` in
     that order. A tree without `txt/head` gets the identity head transformers
@@ -230,108 +143,9 @@ def model_to_state_dict(model, progress=None):
     `save_transformers` strips it for tower checkpoints. A model without a
     text head gets the identity head that transformers needs (`eye`, zeros).
     """
-    text = _text_tower(model)
+    _, text = names.towers(model)
     text_width = text.width if text is not None and text.head is None else None
     return tree_to_state_dict(model_to_tree(model, progress), text_width)
-
-
-def _text_tower(model):
-    if hasattr(model, "text_encoder"):
-        return model.text_encoder
-    return model if hasattr(model, "token_embedding") else None
-
-
-def _vision_tower(model):
-    if hasattr(model, "vision_encoder"):
-        return model.vision_encoder
-    return None if hasattr(model, "token_embedding") else model
-
-
-def _is_naflex(vision):
-    return bool(getattr(vision, "is_naflex", False))
-
-
-def _vision_config(vision):
-    naflex = _is_naflex(vision)
-    config = {
-        "model_type": "siglip2_vision_model" if naflex else "siglip_vision_model",
-        "hidden_size": vision.width,
-        "intermediate_size": vision.mlp_dim,
-        "num_hidden_layers": vision.depth,
-        "num_attention_heads": vision.num_heads,
-        "num_channels": 3,
-        "patch_size": vision.patch_size,
-        "hidden_act": "gelu_pytorch_tanh",
-        "layer_norm_eps": vision.layer_norm_epsilon,
-        "attention_dropout": 0.0,
-        "vision_use_head": True,
-    }
-    if naflex:
-        grid = tuple(vision.position_embedding.embeddings.shape[:2])
-        if grid[0] != grid[1]:
-            raise ValueError(
-                f"transformers' Siglip2 position table is square; this model's is {grid}."
-            )
-        config["num_patches"] = grid[0] * grid[1]
-    else:
-        (h, w), p = vision.image_size, vision.patch_size
-        if h // p != w // p:
-            raise ValueError(
-                f"transformers' SiglipVisionModel takes square images only; this model is "
-                f"built for {h}x{w} ({h // p}x{w // p} patches of {p}). Save it with "
-                "save_big_vision instead, or rebuild it for a square size."
-            )
-        config["image_size"] = h
-    return config
-
-
-def _text_config(text):
-    # Token ids are metadata only (the model never reads them): the Gemma vocabulary
-    # (SigLIP 2) pads with 0 and ends with 1; the T5 vocabularies (SigLIP 1) use 1 for both.
-    gemma = text.vocabulary_size == 256_000
-    return {
-        "model_type": "siglip_text_model",
-        "vocab_size": text.vocabulary_size,
-        "hidden_size": text.width,
-        "intermediate_size": text.mlp_dim,
-        "num_hidden_layers": text.depth,
-        "num_attention_heads": text.num_heads,
-        "max_position_embeddings": text.sequence_length,
-        "projection_size": text.embed_dim,
-        "hidden_act": "gelu_pytorch_tanh",
-        "layer_norm_eps": text.layer_norm_epsilon,
-        "attention_dropout": 0.0,
-        "pad_token_id": 0 if gemma else 1,
-        "bos_token_id": 2 if gemma else None,
-        "eos_token_id": 1,
-    }
-
-
-def transformers_config(model):
-    """The `config.json` dict of a `SigLIP` or a tower.
-
-    model_type is "siglip" (fixed resolution: SigLIP 1 and SigLIP 2) or, with a
-    NaFlex image tower, "siglip2".
-    """
-    vision, text = _vision_tower(model), _text_tower(model)
-    naflex = vision is not None and _is_naflex(vision)
-    family = "siglip2" if naflex else "siglip"
-    architecture = "Siglip2" if naflex else "Siglip"
-    if vision is not None and text is not None:
-        text_config = _text_config(text)
-        text_config["model_type"] = f"{family}_text_model"
-        return {
-            "architectures": [f"{architecture}Model"],
-            "model_type": family,
-            "dtype": "float32",
-            "initializer_factor": 1.0,
-            "text_config": text_config,
-            "vision_config": _vision_config(vision),
-        }
-    if vision is not None:
-        return {"architectures": [f"{architecture}VisionModel"], "dtype": "float32",
-                **_vision_config(vision)}
-    return {"architectures": ["SiglipTextModel"], "dtype": "float32", **_text_config(text)}
 
 
 def checkpoint_state_dict(model, progress=None):
@@ -341,9 +155,10 @@ def checkpoint_state_dict(model, progress=None):
     `vision_model.` / `text_model.` prefix (transformers v5 tower checkpoints).
     """
     state = model_to_state_dict(model, progress)
-    if _vision_tower(model) is not None and _text_tower(model) is not None:
+    vision, text = names.towers(model)
+    if vision is not None and text is not None:
         return state
-    prefix = "text_model." if _vision_tower(model) is None else "vision_model."
+    prefix = "text_model." if vision is None else "vision_model."
     return {name[len(prefix):]: value for name, value in state.items()}
 
 
@@ -370,8 +185,6 @@ def save_transformers(model, folder, *, overwrite=False, progress=None):
     """
     from safetensors.numpy import save_file
 
-    from keras_siglip.convert._files import atomic_output, check_destination
-
     folder = Path(folder)
     check_destination(folder, overwrite)
     config = transformers_config(model)
@@ -385,98 +198,6 @@ def save_transformers(model, folder, *, overwrite=False, progress=None):
 # --------------------------------------------------------------------------------------
 # transformers -> Keras.
 
-# transformers' config defaults (SiglipVisionConfig, SiglipTextConfig, Siglip2VisionConfig):
-# hub config.json files often list only the values that differ from these.
-_VISION_DEFAULTS = {
-    "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-    "num_attention_heads": 12, "num_channels": 3, "image_size": 224, "patch_size": 16,
-    "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "vision_use_head": True,
-    "num_patches": 256,
-}
-_TEXT_DEFAULTS = {
-    "vocab_size": 32000, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-    "num_attention_heads": 12, "max_position_embeddings": 64, "hidden_act": "gelu_pytorch_tanh",
-    "layer_norm_eps": 1e-6, "projection_size": None,
-}
-# model_type -> (what the checkpoint holds, NaFlex vision tower)
-_MODEL_TYPES = {
-    "siglip": ("model", False),
-    "siglip2": ("model", True),
-    "siglip_vision_model": ("vision", False),
-    "siglip2_vision_model": ("vision", True),
-    "siglip_text_model": ("text", False),
-    "siglip2_text_model": ("text", False),
-}
-
-
-def _single(name, value):
-    """An int from an int or a square `[n, n]` (transformers allows both for sizes)."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2 or value[0] != value[1]:
-            raise ValueError(f"Unsupported {name}={value}: only square sizes are supported.")
-        value = value[0]
-    return int(value)
-
-
-def _check_supported(where, config):
-    act, eps = config["hidden_act"], float(config["layer_norm_eps"])
-    if act != "gelu_pytorch_tanh":
-        raise ValueError(
-            f"{where}.hidden_act={act!r} is not supported: SigLIP uses the tanh GELU "
-            "('gelu_pytorch_tanh') and keras-siglip implements only that."
-        )
-    if abs(eps - 1e-6) > 1e-12:
-        raise ValueError(
-            f"{where}.layer_norm_eps={eps:g} is not supported: SigLIP uses 1e-6 in every "
-            "LayerNorm and keras-siglip implements only that."
-        )
-
-
-def _vision_kwargs(config, naflex):
-    config = {**_VISION_DEFAULTS, **config}
-    _check_supported("vision_config", config)
-    if not config["vision_use_head"]:
-        raise ValueError(
-            "vision_config.vision_use_head=False is not supported: the SigLIP image "
-            "embedding is the MAP head output."
-        )
-    if int(config["num_channels"]) != 3:
-        raise ValueError(f"vision_config.num_channels={config['num_channels']}; expected 3 (RGB).")
-    kwargs = {
-        "patch_size": _single("vision_config.patch_size", config["patch_size"]),
-        "width": int(config["hidden_size"]),
-        "depth": int(config["num_hidden_layers"]),
-        "mlp_dim": int(config["intermediate_size"]),
-        "num_heads": int(config["num_attention_heads"]),
-    }
-    if naflex:
-        n = int(config["num_patches"])
-        side = math.isqrt(n)
-        if side * side != n:
-            raise ValueError(f"vision_config.num_patches={n} is not a square position table.")
-        kwargs["position_grid_size"] = side
-    else:
-        size = _single("vision_config.image_size", config["image_size"])
-        kwargs["image_size"] = (size, size)
-    return kwargs
-
-
-def _text_kwargs(config):
-    config = {**_TEXT_DEFAULTS, **config}
-    _check_supported("text_config", config)
-    width = int(config["hidden_size"])
-    projection = config["projection_size"]
-    return {
-        "vocabulary_size": int(config["vocab_size"]),
-        "sequence_length": int(config["max_position_embeddings"]),
-        "width": width,
-        "depth": int(config["num_hidden_layers"]),
-        "mlp_dim": int(config["intermediate_size"]),
-        "num_heads": int(config["num_attention_heads"]),
-        "embed_dim": width if projection is None else int(projection),
-    }
-
-
 def _read_config(path):
     try:
         config = json.loads(Path(path).read_text())
@@ -485,38 +206,6 @@ def _read_config(path):
     if not isinstance(config, dict):
         raise ValueError(f"{path} is not a transformers config (not a JSON object).")
     return config
-
-
-def _to_float32(name, array):
-    if array.dtype.kind != "f":
-        raise ValueError(f"Tensor {name!r} has dtype {array.dtype}; expected floating point.")
-    return np.asarray(array, dtype=np.float32)
-
-
-def _read_safetensors(file, names=None):
-    try:
-        import ml_dtypes  # noqa: F401  (registers numpy's bfloat16 for BF16 tensors)
-    except ImportError:
-        pass
-    from safetensors import safe_open
-
-    state = {}
-    try:
-        with safe_open(str(file), framework="np") as f:
-            for name in f.keys() if names is None else names:
-                if name.endswith("position_ids"):
-                    continue  # a buffer, not a parameter (persistent in some v4 files)
-                state[name] = _to_float32(name, f.get_tensor(name))
-    except (OSError, TypeError) as error:
-        hint = " (install ml_dtypes to read bfloat16 tensors)" if "bfloat16" in str(error) else ""
-        raise ValueError(f"Cannot read {file}: {error}{hint}.") from error
-    except Exception as error:  # safetensors' own error type: truncated or corrupt file
-        if type(error).__name__ != "SafetensorError":
-            raise
-        raise ValueError(
-            f"{file} is not a readable safetensors file ({error}); it may be truncated or corrupt."
-        ) from error
-    return state
 
 
 def _read_folder(folder):
@@ -543,17 +232,17 @@ def _read_folder(folder):
                else ".")
         )
     state = {}
-    for file, names in shards.items():
+    for file, members in shards.items():
         if not (folder / file).is_file():
             raise FileNotFoundError(f"The shard {file} listed in {index} is missing.")
-        state.update(_read_safetensors(folder / file, names))
+        state.update(read_safetensors(folder / file, members))
     return config, state, str(folder)
 
 
 def _read_model_object(model):
     config = model.config.to_dict()
     state = {
-        name: _to_float32(name, tensor.detach().to("cpu").float().numpy())
+        name: to_float32(name, tensor.detach().to("cpu").float().numpy())
         for name, tensor in model.state_dict().items()
         if not name.endswith("position_ids")
     }
@@ -562,7 +251,7 @@ def _read_model_object(model):
 
 def _describe(model):
     parts = []
-    vision, text = _vision_tower(model), _text_tower(model)
+    vision, text = names.towers(model)
     if vision is not None:
         parts.append(
             f"vision {vision.depth} blocks, width {vision.width}, mlp {vision.mlp_dim}, "
@@ -577,38 +266,25 @@ def _describe(model):
     return "; ".join(parts)
 
 
-def _check_state(model, state, source):
+def _check_state(model, state, source, layout):
     """Compare a state dict with the model; report every problem in one error."""
-    layout = _layout(model)
-    expected = {name: shape for name, (shape, _) in layout.items()}
 
-    def label(name):
-        sources = [bv for bv, *_ in layout[name][1]] if name in layout else []
-        return f"  [big_vision {', '.join(sources)}]" if sources else ""
+    def note(name):
+        return f"  [big_vision {', '.join(bv for bv, *_ in layout[name][1])}]"
 
-    missing = [f"{n} {expected[n]}{label(n)}" for n in expected if n not in state]
-    unexpected = [f"{n} {tuple(state[n].shape)}" for n in state if n not in expected]
-    misshapen = [
-        f"{n}: checkpoint {tuple(state[n].shape)}, config.json implies {expected[n]}{label(n)}"
-        for n in expected
-        if n in state and tuple(state[n].shape) != tuple(expected[n])
-    ]
-    if missing or unexpected or misshapen:
-        lines = [
-            f"The transformers checkpoint {source} does not fit the architecture its config "
-            f"describes ({_describe(model)})."
-        ]
-        for title, items in (("missing", missing), ("unexpected", unexpected),
-                             ("misshapen", misshapen)):
-            if items:
-                lines.append(f"{len(items)} {title} tensor(s):")
-                lines += [f"  {item}" for item in items]
-        raise ValueError("\n".join(lines))
+    check_fit(
+        {name: shape for name, (shape, _) in layout.items()},
+        {name: value.shape for name, value in state.items()},
+        f"The transformers checkpoint {source} does not fit the architecture its config "
+        f"describes ({_describe(model)}).",
+        expects="config.json implies",
+        note=note,
+    )
 
 
-def _state_to_tree(model, state, progress):
+def _state_to_tree(layout, state, progress):
     tree = {}
-    for hf, (_, sources) in _maybe_progress(_layout(model).items(), progress, "convert"):
+    for hf, (_, sources) in track(layout.items(), progress, "convert"):
         value = state[hf]
         for bv_name, shape, transform, slot in sources:
             part = value
@@ -664,24 +340,26 @@ def load_transformers(path_or_model, *, progress=None):
     else:
         config, state, source = _read_folder(path_or_model)
     model_type = config.get("model_type")
-    if model_type not in _MODEL_TYPES:
+    if model_type not in MODEL_TYPES:
         raise ValueError(
             f"Unsupported transformers model_type {model_type!r} in {source}; supported: "
-            f"{', '.join(_MODEL_TYPES)}."
+            f"{', '.join(MODEL_TYPES)}."
         )
-    kind, naflex = _MODEL_TYPES[model_type]
+    kind, naflex = MODEL_TYPES[model_type]
     if kind != "model":
         # Tower checkpoints: v5 has no prefix, v4 nests the tower under it.
         prefix = f"{kind}_model."
         state = {name if name.startswith(prefix) else prefix + name: v for name, v in state.items()}
 
     if kind in ("model", "text"):
-        text_kwargs = _text_kwargs(config.get("text_config") or {} if kind == "model" else config)
+        text_kwargs = hf_config.text_kwargs(
+            config.get("text_config") or {} if kind == "model" else config
+        )
         if text_kwargs["embed_dim"] == text_kwargs["width"] and _is_identity_head(state):
             text_kwargs.update(embed_dim=None, use_head=False)
             del state["text_model.head.weight"], state["text_model.head.bias"]
     if kind in ("model", "vision"):
-        vision_kwargs = _vision_kwargs(
+        vision_kwargs = hf_config.vision_kwargs(
             config.get("vision_config") or {} if kind == "model" else config, naflex
         )
 
@@ -691,5 +369,6 @@ def load_transformers(path_or_model, *, progress=None):
         model = build_vision_tower(naflex, vision_kwargs)
     else:
         model = build_text_tower(text_kwargs)
-    _check_state(model, state, source)
-    return assign_tree(model, _state_to_tree(model, state, progress))
+    layout = _layout(model)
+    _check_state(model, state, source, layout)
+    return assign_tree(model, _state_to_tree(layout, state, progress))

@@ -1,6 +1,7 @@
-"""Backend-agnostic SigLIP layers (only `keras.ops` inside `call`)."""
+"""SigLIP layers in `keras.ops`; hot kernels come from `keras_siglip.backend`."""
 
 from keras_siglip.layers.attention import MultiHeadAttention
+from keras_siglip.layers.encoder import Encoder
 from keras_siglip.layers.encoder_block import EncoderBlock
 from keras_siglip.layers.linear import Linear
 from keras_siglip.layers.map_head import MAPHead
@@ -18,6 +19,7 @@ from keras_siglip.layers.position_resize import (
 )
 
 __all__ = [
+    "Encoder",
     "EncoderBlock",
     "FIXED_RESIZE_METHODS",
     "Linear",

@@ -1,61 +1,10 @@
 """Multi-head dot-product attention with separate q/k/v/out weights and a key mask."""
 
-import math
-
 import keras
 from keras import ops
 
+from keras_siglip.backend import dot_product_attention
 from keras_siglip.layers.linear import Linear
-
-
-def heads_major_attention(q, k, v, mask=None):
-    """`softmax(q k^T / sqrt(hd)) v` for `(B, T, H, hd)` inputs, as heads-major batched matmuls.
-
-    XLA on the CPU has no fused attention: `ops.dot_product_attention` lowers to
-    einsums in the `(B, T, H, hd)` layout whose batched dots run at about half
-    the speed of these heads-major ones (benchmarks/README.md). Same math.
-
-    Args:
-        q: `(B, T, H, hd)`; k, v: `(B, S, H, hd)`.
-        mask: bool, broadcastable to `(B, H, T, S)`, or None. False keys get
-            zero weight.
-
-    Returns:
-        `(B, T, H, hd)`.
-    """
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    q = ops.transpose(q, (0, 2, 1, 3)) * ops.cast(scale, q.dtype)  # (B, H, T, hd)
-    k = ops.transpose(k, (0, 2, 3, 1))  # (B, H, hd, S)
-    v = ops.transpose(v, (0, 2, 1, 3))  # (B, H, S, hd)
-    logits = ops.matmul(q, k)
-    if mask is not None:
-        logits = ops.where(mask, logits, ops.cast(-1e30, logits.dtype))
-    # softmax(l) v = (exp(l - max) v) / sum(exp(l - max)): dividing the (T, hd) product instead
-    # of the (T, S) weights saves a pass over the largest tensor (per layer of B/16 at batch 8
-    # on 2 cores: 25 -> 17 ms with XLA). The max only stabilises exp: no gradient through it.
-    e = ops.exp(logits - ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True)))
-    x = ops.matmul(e, v) / ops.sum(e, axis=-1, keepdims=True)
-    return ops.transpose(x, (0, 2, 1, 3))
-
-
-def torch_fused_attention(q, k, v, mask=None):
-    """torch's fused `scaled_dot_product_attention` on heads-major views of `(B, T, H, hd)` inputs.
-
-    The same kernel as `ops.dot_product_attention` on torch, without its three `contiguous()`
-    copies: the fused kernel reads strided heads-major views (as transformers passes them).
-
-    Args:
-        q: `(B, T, H, hd)`; k, v: `(B, S, H, hd)` torch tensors.
-        mask: bool, broadcastable to `(B, H, T, S)`, or None. False keys get zero weight.
-
-    Returns:
-        `(B, T, H, hd)`.
-    """
-    import torch
-
-    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    x = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return x.transpose(1, 2)
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
@@ -125,11 +74,7 @@ class MultiHeadAttention(keras.layers.Layer):
         compute_dtype = q.dtype
         if compute_dtype != "float32":
             q, k, v = (ops.cast(t, "float32") for t in (q, k, v))
-        if keras.backend.backend() == "torch":
-            # torch has a fused CPU/GPU kernel (flash attention).
-            x = torch_fused_attention(q, k, v, mask)
-        else:
-            x = heads_major_attention(q, k, v, mask)
+        x = dot_product_attention(q, k, v, mask)
         x = ops.cast(x, compute_dtype)
         return self.out(x)
 

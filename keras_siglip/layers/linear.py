@@ -1,94 +1,11 @@
 """The affine map behind every projection: `x @ kernel + bias` with flax's multi-axis kernels."""
 
-import functools
 import math
-import os
 
 import keras
 from keras import ops
 
-TORCH_CPU_GEMMS = ("onednn", "addmm")
-
-
-def torch_cpu_gemm():
-    """The kernel behind float32 inference matmuls on torch CPU tensors: "onednn" or "addmm".
-
-    `$KERAS_SIGLIP_TORCH_CPU_GEMM` picks it. By default "onednn" where torch's CPU kernels run
-    AVX-512 (`torch.backends.cpu.get_cpu_capability()`) and torch has oneDNN, "addmm" elsewhere.
-    On the AVX-512 host of benchmarks/README.md oneDNN's matmul primitive ran the B/16 shapes at
-    196-211 GFLOP/s against 147-190 for `addmm` (MKL, which takes a slower path on that AMD CPU),
-    and the B/16 tower 1.10x (batch 8) and 1.17x (batch 1) faster; on an AVX2 host oneDNN
-    (pre-packed weights) lost to `addmm` at 1568 rows. Both are float32 GEMMs; they differ in
-    summation order only (~1e-6).
-    """
-    choice = os.environ.get("KERAS_SIGLIP_TORCH_CPU_GEMM")
-    if choice is None:
-        return _default_torch_cpu_gemm()
-    if choice not in TORCH_CPU_GEMMS:
-        raise ValueError(
-            f"KERAS_SIGLIP_TORCH_CPU_GEMM={choice!r} is not a known kernel; set it to one of "
-            f"{TORCH_CPU_GEMMS} or unset it for the default."
-        )
-    if choice not in available_torch_cpu_gemms():
-        raise ValueError(
-            "KERAS_SIGLIP_TORCH_CPU_GEMM='onednn' but this torch build has no oneDNN linear "
-            "operator (torch.ops.mkldnn._linear_pointwise); set it to 'addmm'."
-        )
-    return choice
-
-
-def available_torch_cpu_gemms():
-    """The kernels of `TORCH_CPU_GEMMS` this torch build has ("addmm" always)."""
-    return ("addmm", "onednn") if _onednn_linear() is not None else ("addmm",)
-
-
-@functools.cache
-def _default_torch_cpu_gemm():
-    import torch
-
-    avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-    return "onednn" if avx512 and "onednn" in available_torch_cpu_gemms() else "addmm"
-
-
-@functools.cache
-def _onednn_linear():
-    """torch's oneDNN linear operator, or None where this torch build has none."""
-    import torch
-
-    if not torch.backends.mkldnn.is_available():
-        return None
-    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-
-
-def _torch_affine(x, kernel, bias):
-    import torch
-
-    # oneDNN's linear has no autograd formula (a backward through it would silently give no
-    # gradient), so it only runs where nothing needs one: inference under no_grad/inference_mode,
-    # which is where every compiled path (`encode_images`, `predict`) records its graph.
-    needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or kernel.requires_grad or bias.requires_grad
-    )
-    if (
-        not needs_grad
-        and x.device.type == "cpu"
-        and x.dtype == kernel.dtype == bias.dtype == torch.float32
-        and torch_cpu_gemm() == "onednn"
-    ):
-        # The (out, in) view of the (in, out) kernel is what the operator takes; it repacks the
-        # weight for its own kernel, so no copy is kept here.
-        return _onednn_linear()(x, kernel.t(), bias, "none", [], "")
-    # The bias added inside the GEMM, not in a second pass over the output.
-    return torch.addmm(bias, x, kernel)
-
-
-def affine(x, kernel, bias):
-    """`x @ kernel + bias` for a 2-D `x` and `kernel`. On torch: one GEMM with the bias inside it
-    (`torch.addmm`, or oneDNN's linear for float32 inference on CPUs where it is faster, see
-    `torch_cpu_gemm`); elsewhere a matmul and an add, which XLA fuses."""
-    if keras.backend.backend() == "torch":
-        return _torch_affine(x, kernel, bias)
-    return ops.add(ops.matmul(x, kernel), bias)
+from keras_siglip.backend import affine
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
@@ -98,10 +15,9 @@ class Linear(keras.layers.Layer):
     The kernel is `(*input_dims, *output_shape)` and the bias `output_shape`:
     flax's layouts, e.g. `(W, H, hd)` for an attention query projection
     (`output_shape=(H, hd)`) and `(H, hd, W)` for its output projection
-    (`input_axes=2`). It runs as one 2-D matmul on the flattened axes; on
-    torch that matmul adds the bias inside the GEMM instead of in a second
-    pass over the output (measurably faster on the CPU, benchmarks/README.md;
-    the kernel is chosen by `torch_cpu_gemm`).
+    (`input_axes=2`). It runs as one 2-D matmul on the flattened axes
+    (`keras_siglip.backend.affine`: on torch the bias is added inside the
+    GEMM instead of in a second pass over the output).
 
     Args:
         output_shape: int or tuple of ints. The output axes that replace the

@@ -3,13 +3,7 @@
 import keras
 from keras import ops
 
-from keras_siglip.layers.linear import affine
-
-# Backends on which the non-overlapping convolution runs faster as one matmul over flattened
-# patches (benchmarks/README.md, "Patch embedding as a matmul"): XLA's CPU convolution and
-# torch's oneDNN one are slower than their GEMMs for a stride-p, p x p kernel; TensorFlow's XLA
-# convolution is not.
-_MATMUL_BACKENDS = ("jax", "torch")
+from keras_siglip.backend import affine, patches_as_matmul
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
@@ -50,8 +44,8 @@ class PatchEmbedding(keras.layers.Layer):
 
     def call(self, images, return_grid=False):
         grid = None
-        if keras.backend.backend() in _MATMUL_BACKENDS:
-            grid = self._patch_matmul(images)
+        if patches_as_matmul():
+            grid = self.patch_matmul(images)
         if grid is None:
             grid = self.conv(images)
         _, h, w, d = ops.shape(grid)
@@ -60,8 +54,13 @@ class PatchEmbedding(keras.layers.Layer):
             return tokens, grid
         return tokens
 
-    def _patch_matmul(self, images):
-        """The convolution as a matmul of flattened patches; None if the grid is not static."""
+    def patch_matmul(self, images):
+        """The convolution as one matmul of flattened patches, `(B, h, w, D)`.
+
+        The same numbers as the convolution up to summation order; None when the image size is
+        not static. `call` uses it where the backend's GEMM is faster than its convolution
+        (`keras_siglip.backend.patches_as_matmul`).
+        """
         _, height, width, channels = images.shape
         if height is None or width is None or channels is None:
             return None

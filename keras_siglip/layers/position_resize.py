@@ -1,4 +1,4 @@
-"""Position-embedding resizing (SPEC §7.3 and §8), as explicit separable weights.
+"""Position-embedding resizing as explicit separable weights (docs/naflex.md, docs/checkpoints.md).
 
 Two jobs, both written as `out = Wh · grid · Wwᵀ` with one weight matrix per grid axis:
 

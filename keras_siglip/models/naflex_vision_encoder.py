@@ -1,18 +1,19 @@
-"""The SigLIP 2 NaFlex image tower: native aspect ratio, variable number of patches (SPEC §7.3)."""
+"""The SigLIP 2 NaFlex image tower: native aspect ratio, variable sequence length.
+
+See docs/naflex.md for the preprocessing and the model side.
+"""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_siglip.layers import Linear, MAPHead, NaFlexPositionEmbedding
-from keras_siglip.models.vision_encoder import _make_encoder, _run_blocks
-from keras_siglip.utils import is_concrete, static_shape
-
-NAFLEX_KEYS = ("patches", "patch_mask", "spatial_shapes")
+from keras_siglip.models import validation
+from keras_siglip.models.tower import Tower
+from keras_siglip.models.validation import NAFLEX_KEYS  # noqa: F401  (re-exported)
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
-class SigLIPNaFlexVisionEncoder(keras.Model):
+class SigLIPNaFlexVisionEncoder(Tower):
     """SigLIP 2 NaFlex image tower for pre-cut patches of images of any aspect ratio.
 
     It differs from `SigLIPVisionEncoder` in three places only:
@@ -54,6 +55,7 @@ class SigLIPNaFlexVisionEncoder(keras.Model):
     (1, 32)
     """
 
+    # A public flag for users; the library itself tells towers apart with isinstance.
     is_naflex = True
 
     def __init__(
@@ -86,7 +88,7 @@ class SigLIPNaFlexVisionEncoder(keras.Model):
         self.position_embedding = NaFlexPositionEmbedding(
             self.position_grid_size, dtype=self.dtype_policy, name="position_embedding"
         )
-        self.blocks, self.encoder_norm = _make_encoder(self)
+        self._make_encoder()
         self.head = MAPHead(
             self.num_heads,
             self.mlp_dim,
@@ -102,75 +104,19 @@ class SigLIPNaFlexVisionEncoder(keras.Model):
         self.patch_embedding.build((None, None, self.patch_dim))
         token_shape = (None, None, self.width)
         self.position_embedding.build(token_shape)
-        for block in self.blocks:
-            block.build(token_shape)
-        self.encoder_norm.build(token_shape)
+        self.encoder.build(token_shape)
         self.head.build(token_shape)
         self.built = True
 
-    def _check_inputs(self, inputs):
-        if not isinstance(inputs, dict) or set(NAFLEX_KEYS) - set(inputs):
-            got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
-            raise ValueError(
-                f"'{self.name}' (a NaFlex tower) expects a dict with keys {list(NAFLEX_KEYS)} "
-                f"(see keras_siglip.preprocessing.naflex_patchify); received {got}."
-            )
-        patches, mask, shapes = (inputs[key] for key in NAFLEX_KEYS)
-        p, dim = self.patch_size, self.patch_dim
-        patch_shape = static_shape(patches)
-        if len(patch_shape) != 3 or patch_shape[-1] not in (None, dim):
-            raise ValueError(
-                f"`patches` must have shape (batch, num_patches, {dim}): patch_size={p} gives "
-                f"{p}*{p}*3 = {dim} values per patch (row, col, channel); received shape "
-                f"{patch_shape}."
-            )
-        batch, num_patches = patch_shape[0], patch_shape[1]
-        if num_patches == 0:
-            raise ValueError(
-                "`patches` has 0 rows: the patch budget (max_num_patches) must be at least 1."
-            )
-        mask_shape, shapes_shape = static_shape(mask), static_shape(shapes)
-        if len(mask_shape) != 2 or any(
-            a is not None and b is not None and a != b for a, b in zip(mask_shape, patch_shape)
-        ):
-            raise ValueError(
-                f"`patch_mask` must have shape (batch, num_patches) = {patch_shape[:2]}; "
-                f"received {mask_shape}."
-            )
-        if len(shapes_shape) != 2 or shapes_shape[-1] != 2 or (
-            batch is not None and shapes_shape[0] not in (None, batch)
-        ):
-            raise ValueError(
-                f"`spatial_shapes` must have shape (batch, 2) = ({batch}, 2), the patch grid "
-                f"(h, w) of each image; received {shapes_shape}."
-            )
-        if not (is_concrete(mask) and is_concrete(shapes)):
-            return
-        mask = np.asarray(ops.convert_to_numpy(mask)).astype(bool)
-        shapes = np.asarray(ops.convert_to_numpy(shapes)).astype(np.int64)
-        num_patches = mask.shape[1]
-        for i, (h, w) in enumerate(shapes):
-            if h <= 0 or w <= 0:
-                raise ValueError(
-                    f"spatial_shapes[{i}] = ({h}, {w}): a patch grid needs h > 0 and w > 0."
-                )
-            if h * w > num_patches:
-                raise ValueError(
-                    f"spatial_shapes[{i}] = ({h}, {w}) needs {h * w} patches but the inputs "
-                    f"hold only {num_patches} rows (the budget max_num_patches is too small "
-                    "for this grid)."
-                )
-            count = int(mask[i].sum())
-            if count != h * w or not mask[i, : h * w].all():
-                raise ValueError(
-                    f"patch_mask[{i}] disagrees with spatial_shapes[{i}] = ({h}, {w}): it must "
-                    f"mark exactly the first h*w = {h * w} rows, but it marks {count} rows"
-                    + ("" if count != h * w else " that are not a prefix")
-                    + "."
-                )
+    def validate(self, inputs):
+        """Raise a ValueError naming the problem unless `inputs` are a valid NaFlex batch.
+
+        Shapes always; with concrete values also each example's grid against its mask rows and
+        the budget.
+        """
+        validation.check_naflex_inputs(self, inputs)
 
     def call(self, inputs, return_tokens=False, return_intermediates=False):
-        self._check_inputs(inputs)
         patches = inputs["patches"]
         key_mask = ops.cast(inputs["patch_mask"], "bool")
         spatial_shapes = inputs["spatial_shapes"]
@@ -182,8 +128,9 @@ class SigLIPNaFlexVisionEncoder(keras.Model):
         x = stages["stem"] = self.patch_embedding(patches)
         posemb = stages["posemb"] = self.position_embedding(spatial_shapes, num_patches=num_patches)
         x = stages["with_posemb"] = x + posemb
-        x = _run_blocks(self.blocks, x, key_mask, stages, return_intermediates)
-        x = stages["encoded"] = self.encoder_norm(x)
+        x = self._run_encoder(
+            x, stages, key_mask=key_mask, return_intermediates=return_intermediates
+        )
         pooled = stages["pooled"] = self.head(x, key_mask=key_mask)
         if return_intermediates:
             return stages

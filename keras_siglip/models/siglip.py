@@ -5,7 +5,9 @@ import math
 import keras
 from keras import ops
 
-from keras_siglip.utils import compiled_call, is_concrete
+from keras_siglip import backend, distributed, registry
+from keras_siglip.losses import SigmoidLoss, sigmoid_loss
+from keras_siglip.models.batching import batches
 
 
 def l2_normalize(x, epsilon=1e-8):
@@ -70,6 +72,8 @@ class SigLIP(keras.Model):
         self.logit_scale_init = float(logit_scale_init)
         self.logit_bias_init = float(logit_bias_init)
         self.l2_epsilon = float(l2_epsilon)
+        self._sigmoid_loss = None  # set by `compile`
+        self._ring = "auto"
         self.logit_scale = self.add_weight(
             name="logit_scale",
             shape=(1,),
@@ -81,17 +85,9 @@ class SigLIP(keras.Model):
             initializer=keras.initializers.Constant(self.logit_bias_init),
         )
         self.built = True
-
-    def _resolve_auto_jit_compile(self):
-        # Keras' "auto" turns XLA off for TensorFlow on CPU-only machines; for these
-        # transformer towers XLA is the faster path there too (benchmarks/README.md), so
-        # `predict` and `fit` of an uncompiled or `jit_compile="auto"` model use it.
-        if keras.backend.backend() == "tensorflow" and not self._distribute_strategy:
-            # Keras' own test of the layers (and of TensorFlow's op determinism).
-            from keras.src.trainers.trainer import model_supports_jit
-
-            return model_supports_jit(self)
-        return super()._resolve_auto_jit_compile()
+        auto = backend.auto_jit_compile()
+        if auto is not None:
+            self.jit_compile = auto
 
     @property
     def embed_dim(self):
@@ -111,7 +107,7 @@ class SigLIP(keras.Model):
         `torch.inference_mode()`); tensors being traced run inline. For gradients,
         call `model.vision_encoder(images)`.
         """
-        self._check_values({"images": images})
+        self.vision_encoder.validate(images)
         return self._encode(self.vision_encoder, images, batch_size)
 
     def encode_texts(self, token_ids, batch_size=None):
@@ -121,45 +117,42 @@ class SigLIP(keras.Model):
             token_ids: int `(B, L)` from the matching tokenizer.
             batch_size: int or None. Encode this many examples at a time.
         """
-        self._check_values({"token_ids": token_ids})
+        self.text_encoder.validate(token_ids)
         return self._encode(self.text_encoder, token_ids, batch_size)
 
-    def _check_values(self, inputs):
-        """The value checks of the towers (NaFlex grids vs. mask and budget, token ids in the
-        vocabulary), run on concrete inputs before a compiled call, which checks only at trace.
+    def validate(self, inputs):
+        """Raise a ValueError naming the problem unless `inputs` fit the model.
+
+        `inputs` is the dict of `call`; each tower checks its entry (shapes always, values when
+        concrete: NaFlex grids against mask and budget, token ids against the vocabulary).
         """
-        if not isinstance(inputs, dict):
-            return
-        images, ids = inputs.get("images"), inputs.get("token_ids")
-        if images is not None and getattr(self.vision_encoder, "is_naflex", False):
-            self.vision_encoder._check_inputs(images)
-        if ids is not None and is_concrete(ids):
-            self.text_encoder._check_token_ids(ids)
+        if not isinstance(inputs, dict) or not ({"images", "token_ids"} & set(inputs)):
+            raise ValueError(
+                "SigLIP expects a dict with 'images' and/or 'token_ids'; received "
+                f"{type(inputs).__name__}"
+                + (f" with keys {sorted(inputs)}" if isinstance(inputs, dict) else "")
+                + "."
+            )
+        if "images" in inputs:
+            self.vision_encoder.validate(inputs["images"])
+        if "token_ids" in inputs:
+            self.text_encoder.validate(inputs["token_ids"])
 
     def predict_step(self, *args):
-        # torch: Keras runs `predict` eagerly (or through torch.compile with jit_compile=True);
-        # the eager path goes through the same recorded graphs as `encode_images` instead.
-        if keras.backend.backend() != "torch" or self.jit_compile:
+        if not backend.predicts_through_graphs(self):
             return super().predict_step(*args)
         (data,) = args
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        self._check_values(x)
-        return compiled_call(self, x)
+        self.validate(x)
+        return backend.compiled_call(self, x)
 
     def _encode(self, tower, inputs, batch_size):
         leaves = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
-        if not all(is_concrete(x) for x in leaves):
+        if not all(backend.is_concrete(x) for x in leaves):
             return tower(inputs)
         if batch_size is None:
-            return compiled_call(tower, inputs)
-        total = int(leaves[0].shape[0])
-        parts = []
-        for start in range(0, total, batch_size):
-            if isinstance(inputs, dict):
-                part = {k: v[start : start + batch_size] for k, v in inputs.items()}
-            else:
-                part = inputs[start : start + batch_size]
-            parts.append(compiled_call(tower, part))
+            return backend.compiled_call(tower, inputs)
+        parts = [backend.compiled_call(tower, piece) for piece, _ in batches(inputs, batch_size)]
         return ops.concatenate(parts, axis=0)
 
     def logits(self, image_embeddings, text_embeddings):
@@ -170,12 +163,7 @@ class SigLIP(keras.Model):
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, dict) or not ({"images", "token_ids"} & set(inputs)):
-            raise ValueError(
-                "SigLIP expects a dict with 'images' and/or 'token_ids'; received "
-                f"{type(inputs).__name__}"
-                + (f" with keys {sorted(inputs)}" if isinstance(inputs, dict) else "")
-                + "."
-            )
+            self.validate(inputs)  # raises, naming what was received
         outputs = {}
         if "images" in inputs:
             outputs["image_embeddings"] = l2_normalize(
@@ -217,12 +205,14 @@ class SigLIP(keras.Model):
                 single-device loss. Asking for a ring where it cannot run
                 raises an error at the first training step.
         """
-        from keras_siglip.losses import SigmoidLoss
-
         if ring not in ("auto", "ring", "bidir", None):
             raise ValueError(f"ring must be 'auto', 'ring', 'bidir' or None; received {ring!r}.")
         if loss is None:
             loss = SigmoidLoss(chunk_size=chunk_size)
+        if kwargs.get("jit_compile", "auto") == "auto" and not kwargs.get("run_eagerly"):
+            auto = backend.auto_jit_compile()
+            if auto is not None:
+                kwargs["jit_compile"] = auto
         self._sigmoid_loss = loss if isinstance(loss, SigmoidLoss) else None
         self._ring = ring
         super().compile(
@@ -230,7 +220,7 @@ class SigLIP(keras.Model):
         )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        sigmoid = getattr(self, "_sigmoid_loss", None)
+        sigmoid = self._sigmoid_loss
         if sigmoid is None:
             return super().compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
@@ -251,10 +241,7 @@ class SigLIP(keras.Model):
         `keras.distribution` with a batch axis is active; otherwise the
         (optionally chunked) single-device loss.
         """
-        from keras_siglip import distributed
-        from keras_siglip.losses import sigmoid_loss
-
-        ring = getattr(self, "_ring", "auto")
+        ring = self._ring
         scale = ops.cast(self.logit_scale, "float32")
         bias = ops.cast(self.logit_bias, "float32")
         if ring in ("ring", "bidir") or (ring == "auto" and distributed.ring_available()):
@@ -296,6 +283,4 @@ class SigLIP(keras.Model):
             **overrides: architecture arguments that replace the preset's
                 (e.g. `image_size=(256, 320)`).
         """
-        from keras_siglip.presets import build_from_preset
-
-        return build_from_preset(cls, preset, load_weights=load_weights, **overrides)
+        return registry.from_preset(cls, preset, load_weights=load_weights, **overrides)

@@ -1,16 +1,15 @@
 """The SigLIP text tower: unmasked, non-causal transformer pooled at the last position."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_siglip.layers import Linear, PositionEmbedding
-from keras_siglip.models.vision_encoder import _make_encoder, _run_blocks
-from keras_siglip.utils import is_concrete, static_shape
+from keras_siglip.models import validation
+from keras_siglip.models.tower import Tower
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
-class SigLIPTextEncoder(keras.Model):
+class SigLIPTextEncoder(Tower):
     """SigLIP text tower for `(B, L)` token ids.
 
     Token embedding + learned position embedding, `depth` pre-LN blocks
@@ -87,7 +86,7 @@ class SigLIPTextEncoder(keras.Model):
         self.position_embedding = PositionEmbedding(
             self.sequence_length, dtype=self.dtype_policy, name="position_embedding"
         )
-        self.blocks, self.encoder_norm = _make_encoder(self)
+        self._make_encoder()
         self.head = (
             Linear(self.embed_dim, dtype=self.dtype_policy, name="head")
             if self.use_head
@@ -101,39 +100,24 @@ class SigLIPTextEncoder(keras.Model):
         self.token_embedding.build(input_shape)
         token_shape = (input_shape[0], self.sequence_length, self.width)
         self.position_embedding.build(token_shape)
-        for block in self.blocks:
-            block.build(token_shape)
-        self.encoder_norm.build(token_shape)
+        self.encoder.build(token_shape)
         if self.head is not None:
             self.head.build((input_shape[0], self.width))
         self.built = True
 
-    def _check_token_ids(self, token_ids):
-        shape = static_shape(token_ids)
-        expected = f"(batch, {self.sequence_length}) integer token ids"
-        if len(shape) != 2 or shape[1] not in (None, self.sequence_length):
-            raise ValueError(f"`token_ids` must have shape {expected}; received shape {shape}.")
-        dtype = keras.backend.standardize_dtype(getattr(token_ids, "dtype", "int32"))
-        if "int" not in dtype:
-            raise ValueError(f"`token_ids` must be {expected}; received dtype {dtype}.")
-        if is_concrete(token_ids):
-            ids = np.asarray(keras.ops.convert_to_numpy(token_ids))
-            if ids.size and (ids.min() < 0 or ids.max() >= self.vocabulary_size):
-                raise ValueError(
-                    f"`token_ids` hold ids in [{ids.min()}, {ids.max()}], outside the "
-                    f"vocabulary of '{self.name}' ([0, {self.vocabulary_size - 1}]). Use "
-                    "the tokenizer that matches this model."
-                )
+    def validate(self, token_ids):
+        """Raise a ValueError naming the problem unless `token_ids` fit this tower.
+
+        Shape and dtype always; with concrete values also that every id is in the vocabulary.
+        """
+        validation.check_token_ids(self, token_ids)
 
     def call(self, token_ids, return_tokens=False, return_intermediates=False):
-        self._check_token_ids(token_ids)
         stages = {}
         x = self.token_embedding(ops.cast(token_ids, "int32"))
         x = self.position_embedding(x)
         stages["embedded"] = x
-        x = _run_blocks(self.blocks, x, None, stages, return_intermediates)
-        x = self.encoder_norm(x)
-        stages["encoded"] = x
+        x = self._run_encoder(x, stages, return_intermediates=return_intermediates)
         # Last-position pooling, not argmax(EOS): see the class docstring.
         pooled = x[:, -1, :]
         stages["pre_logits"] = pooled

@@ -4,8 +4,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_siglip.layers import EncoderBlock, MAPHead, PatchEmbedding, PositionEmbedding
-from keras_siglip.utils import check_rank_and_last_dim
+from keras_siglip.layers import (
+    MAPHead,
+    PatchEmbedding,
+    PositionEmbedding,
+    resize_position_embedding,
+)
+from keras_siglip.models import validation
+from keras_siglip.models.tower import Tower
 
 
 def _pair(size):
@@ -16,7 +22,7 @@ def _pair(size):
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
-class SigLIPVisionEncoder(keras.Model):
+class SigLIPVisionEncoder(Tower):
     """SigLIP image tower for `(B, H, W, 3)` images in `[-1, 1]`.
 
     Patch embedding (VALID conv) + learned position embedding, `depth`
@@ -48,6 +54,9 @@ class SigLIPVisionEncoder(keras.Model):
     >>> tower(np.zeros((2, 32, 24, 3))).shape
     (2, 48)
     """
+
+    # A public flag for users; the library itself tells towers apart with isinstance.
+    is_naflex = False
 
     def __init__(
         self,
@@ -83,7 +92,7 @@ class SigLIPVisionEncoder(keras.Model):
         self.position_embedding = PositionEmbedding(
             self.num_patches, dtype=self.dtype_policy, name="position_embedding"
         )
-        self.blocks, self.encoder_norm = _make_encoder(self)
+        self._make_encoder()
         self.head = MAPHead(
             self.num_heads,
             self.mlp_dim,
@@ -99,39 +108,21 @@ class SigLIPVisionEncoder(keras.Model):
         self.patch_embedding.build(input_shape)
         token_shape = (input_shape[0], self.num_patches, self.width)
         self.position_embedding.build(token_shape)
-        for block in self.blocks:
-            block.build(token_shape)
-        self.encoder_norm.build(token_shape)
+        self.encoder.build(token_shape)
         self.head.build(token_shape)
         self.built = True
 
-    def _check_images(self, images):
-        shape = check_rank_and_last_dim(
-            "images", images, 4, 3, "(batch, height, width, 3), channels last"
-        )
-        h, w = shape[1], shape[2]
-        if h is not None and w is not None:
-            grid = (h // self.patch_size, w // self.patch_size)
-            if grid != self.grid_size:
-                raise ValueError(
-                    f"`images` of size {h}x{w} give a {grid[0]}x{grid[1]} patch grid, but "
-                    f"'{self.name}' was built for {self.image_size[0]}x{self.image_size[1]} "
-                    f"images ({self.grid_size[0]}x{self.grid_size[1]} patches of "
-                    f"{self.patch_size}); expected shape (batch, {self.image_size[0]}, "
-                    f"{self.image_size[1]}, 3). Resize the images or the position "
-                    "embedding."
-                )
+    def validate(self, images):
+        """Raise a ValueError naming the problem unless `images` fit this tower."""
+        validation.check_images(self, images)
 
     def call(self, images, return_tokens=False, return_intermediates=False):
-        self._check_images(images)
         stages = {}
         x, grid = self.patch_embedding(images, return_grid=True)
         stages["stem"] = grid
         x = self.position_embedding(x)
         stages["with_posemb"] = x
-        x = _run_blocks(self.blocks, x, None, stages, return_intermediates)
-        x = self.encoder_norm(x)
-        stages["encoded"] = x
+        x = self._run_encoder(x, stages, return_intermediates=return_intermediates)
         pooled = self.head(x)
         stages["pooled"] = pooled
         if return_intermediates:
@@ -147,14 +138,12 @@ class SigLIPVisionEncoder(keras.Model):
             image_size: int or `(H, W)`, the new input size.
             posemb_resize: `"big_vision"` (the linear zoom big_vision applies at load time;
                 square grids only) or `"transformers"` (transformers' bicubic
-                `interpolate_pos_encoding`; any grid). SPEC §8.
+                `interpolate_pos_encoding`; any grid); see docs/checkpoints.md.
 
         Returns:
             A new `SigLIPVisionEncoder` with the same weights except the resized
             `position_embedding`.
         """
-        from keras_siglip.layers import resize_position_embedding
-
         config = self.get_config()
         config["image_size"] = _pair(image_size)
         tower = type(self).from_config(config)
@@ -185,33 +174,3 @@ class SigLIPVisionEncoder(keras.Model):
             }
         )
         return config
-
-
-def _make_encoder(tower):
-    """The `depth` encoder blocks and the final LayerNorm of a tower (shared by all three)."""
-    blocks = [
-        EncoderBlock(
-            tower.num_heads,
-            tower.mlp_dim,
-            tower.layer_norm_epsilon,
-            dtype=tower.dtype_policy,
-            name=f"block_{i}",
-        )
-        for i in range(tower.depth)
-    ]
-    norm = keras.layers.LayerNormalization(
-        epsilon=tower.layer_norm_epsilon, dtype=tower.dtype_policy, name="encoder_norm"
-    )
-    return blocks, norm
-
-
-def _run_blocks(blocks, x, key_mask, stages, return_intermediates):
-    """Run encoder blocks, recording `blockNN/{sa,+sa,mlp,+mlp}` if asked."""
-    for i, block in enumerate(blocks):
-        if return_intermediates:
-            x, inner = block(x, key_mask=key_mask, return_intermediates=True)
-            for key, value in inner.items():
-                stages[f"block{i:02d}/{key}"] = value
-        else:
-            x = block(x, key_mask=key_mask)
-    return x

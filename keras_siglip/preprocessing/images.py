@@ -1,4 +1,4 @@
-"""Fixed-resolution image preprocessing (SPEC §9.1).
+"""Fixed-resolution image preprocessing (docs/preprocessing.md, "Fixed-resolution images").
 
 Every released fixed-resolution checkpoint squashes the image to ``(S, S)``
 (no aspect preservation, no crop) and maps pixels to ``[-1, 1]``, but the

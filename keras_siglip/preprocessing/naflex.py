@@ -3,15 +3,15 @@
 An image is resized, keeping its aspect ratio approximately, to the largest
 patch grid that fits a budget of ``max_num_patches``, cut into row-major
 patches and zero-padded to the budget. Two upstream pipelines are reproduced
-(SPEC §7.2). They differ only by the 8-bit rounding of the transformers
+(docs/naflex.md, "Pixel pipeline"). They differ only by the 8-bit rounding of the transformers
 resize: at most one uint8 step (1/127.5), about a quarter step on average on
-photos (OPEN-3, measured in the tests).
+photos (docs/naflex.md, "Pitfalls"; measured in the tests).
 
 * ``"transformers"``: resize the uint8 image with Pillow's BILINEAR filter
   (antialiased), then ``(x - 127.5) / 127.5`` with transformers' float32
   arithmetic; this is ``Siglip2ImageProcessorPil`` (transformers' PIL
   backend) bit for bit. The default torchvision backend resizes differently
-  and differs from it by up to one uint8 step (SPEC OPEN-3).
+  and differs from it by up to one uint8 step (docs/naflex.md, "Pixel pipeline").
 * ``"big_vision"``: ``value_range(-1, 1)`` first, then an antialiased
   bilinear resize of the float image (``tf.image.resize(..., antialias=True)``
   in big_vision's SigLIP 2 demo), done here with explicit weights.

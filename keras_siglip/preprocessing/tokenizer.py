@@ -1,4 +1,4 @@
-"""SentencePiece tokenizer with SigLIP's text conventions (SPEC §9.2, §9.3).
+"""SentencePiece tokenizer with SigLIP's text conventions (docs/preprocessing.md).
 
 The text tower pools the **last** position and has no attention mask, so every
 sequence must be exactly ``sequence_length`` long and end the way the model

@@ -1,4 +1,4 @@
-"""The SigLIP sigmoid loss, its analytic gradients and the L2-normalisation backward (SPEC §5).
+"""The SigLIP sigmoid loss, its analytic gradients and the L2-normalisation backward (docs/loss.md).
 
 Written per pair, `-(1/B) sum_ij log sigmoid(z_ij * l_ij)` with `l_ij = exp(t_param) <x_i, y_j> + b`
 and `z_ij = +1` on the diagonal, -1 elsewhere. Normalised by B, not B^2.
@@ -67,7 +67,7 @@ def sigmoid_loss(zimg, ztxt, t_param, b):
 
 
 def sigmoid_loss_grads(zimg, ztxt, t_param, b):
-    """Loss and analytic gradients of SPEC §5.2.
+    """Loss and analytic gradients (docs/loss.md, "Analytic gradients").
 
     With `G_ij = (sigmoid(l_ij) - delta_ij) / B`:
     dL/dzimg_i = t sum_j G_ij ztxt_j, dL/dztxt_j = t sum_i G_ij zimg_i,
@@ -106,7 +106,7 @@ def sigmoid_loss_grads(zimg, ztxt, t_param, b):
 
 
 def l2_normalize(u, eps=1e-8):
-    """Row-wise `u / (||u|| + eps)`; eps=1e-8 is big_vision, eps=0 is transformers (SPEC §4)."""
+    """Row-wise `u / (||u|| + eps)`: eps=1e-8 big_vision, 0 transformers (docs/architecture.md)."""
     u = f64(u)
     out = np.zeros_like(u)
     for i in range(u.shape[0]):

@@ -1,6 +1,6 @@
 """Read-only access to the flat big_vision parameter dict.
 
-The oracle takes big_vision's own names (SPEC §10.1) so that it can be checked against big_vision
+The oracle reads big_vision names (docs/checkpoints.md) so that it can be checked against big_vision
 fixtures without any conversion. Everything is cast to float64 on the way out, so that the oracle's
 rounding error is far below the float32 error of the implementations it checks.
 """
@@ -20,7 +20,7 @@ class Params:
 
     Accepts an optional leading `params/` on every key, and scan-stacked blocks
     (`.../encoderblock/<leaf>` with a leading depth axis) as well as the unrolled
-    `.../encoderblock_{i}/<leaf>` form; both appear in released checkpoints (SPEC §10.1).
+    `.../encoderblock_{i}/<leaf>` form; both appear in released checkpoints (docs/checkpoints.md).
     """
 
     def __init__(self, params):

@@ -1,4 +1,4 @@
-"""SigLIP 2 NaFlex: target-size search, patchification and the NaFlex image tower (SPEC §7).
+"""SigLIP 2 NaFlex: target-size search, patchification and the NaFlex image tower (docs/naflex.md).
 
 The tower differs from the fixed-resolution one in three places only: a Linear patch embedding of
 pre-cut patches, a 16x16 position table resized per example to its own (h, w) grid, and masking
@@ -15,7 +15,7 @@ from .resize import resize_posemb_naflex
 
 
 def naflex_size(h, w, patch_size, max_num_patches, eps=1e-5):
-    """Target image size `(H_t, W_t)` for NaFlex preprocessing (binary search of SPEC §7.1).
+    """Target image size `(H_t, W_t)` for NaFlex preprocessing (docs/naflex.md, "Target size").
 
     Finds the largest scale (searched in [eps/10, 100], so it may upsample) at which the image,
     with each side rounded UP to a multiple of `patch_size` (at least one patch), fits in

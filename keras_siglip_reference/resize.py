@@ -1,4 +1,4 @@
-"""Position-embedding resizing as explicit separable weight matrices (SPEC §7.3 and §8).
+"""Position-embedding resizing as separable weight matrices (docs/naflex.md, docs/checkpoints.md).
 
 Each resize is `Wh @ grid @ Ww.T` over the two grid axes, with one `(new, old)` matrix per axis
 built element by element from the formula it implements:

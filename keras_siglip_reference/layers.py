@@ -2,7 +2,7 @@
 
 Every function takes a single sequence `(T, W)`; the towers loop over the batch. Attention loops
 over heads and the softmax and LayerNorm are written out, so that each line can be checked against
-SPEC §2 by eye.
+docs/architecture.md by eye.
 """
 
 import math
@@ -64,7 +64,7 @@ def attention(p, x_q, x_kv, *, key_valid=None, query_valid=None, masking="transf
         query_valid: `(Tq,)` bool, used only by `masking="big_vision"`.
         masking: "transformers" masks keys only (padded query rows attend to the valid keys);
             "big_vision" masks (query, key) pairs `valid_q & valid_k`, so padded query rows
-            attend uniformly to everything. Valid query rows are the same in both (SPEC §7.3).
+            attend uniformly to everything. Valid query rows are the same in both (docs/naflex.md).
 
     Returns:
         `(Tq, W)`.
@@ -133,7 +133,7 @@ def map_head(x, p, *, valid=None):
     """Multihead attention pooling for one example: `(N, W) -> (W,)`.
 
     The probe is the only query; it is always valid, so both masking modes reduce to a key mask.
-    There is NO residual around the attention and no LayerNorm before it (SPEC §2).
+    There is NO residual around the attention and no LayerNorm before it (docs/architecture.md).
     """
     probe = p.get("probe")[0]  # (1, W)
     o = attention(

@@ -1,7 +1,16 @@
-"""Small helpers shared by the towers: input checks that need concrete values."""
+"""The compiled inference path of each backend, and what `predict`/`fit` compile with.
+
+JAX: `jax.jit` over `layer.stateless_call`. TensorFlow: `tf.function` compiled with XLA. torch:
+the same stateless function recorded once per input signature with `make_fx` and replayed under
+`torch.inference_mode()`.
+"""
+
+import contextlib
 
 import keras
 import numpy as np
+
+from keras_siglip.backend import torch_ops
 
 
 def is_concrete(x):
@@ -26,17 +35,41 @@ def is_concrete(x):
     return True
 
 
-def static_shape(x):
-    """The shape of `x` as a tuple of ints or None."""
-    return tuple(getattr(x, "shape", np.shape(x)))
+def auto_jit_compile():
+    """What `jit_compile="auto"` should mean for SigLIP models: True, or None for Keras' choice.
+
+    Keras' "auto" turns XLA off for TensorFlow on CPU-only machines; for these transformer towers
+    XLA is the faster TensorFlow path on the CPU too (benchmarks/README.md), so `predict` and
+    `fit` use it unless a `tf.distribute` strategy is active or op determinism is on (XLA does
+    not support every op deterministically).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+    # TensorFlow exports only the setter of op determinism; this is its getter.
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    if tf.distribute.has_strategy() or is_op_determinism_enabled():
+        return None
+    return True
 
 
-def check_rank_and_last_dim(name, x, rank, last_dim, expected):
-    """Raise a ValueError naming `name` unless `x` has `rank` dims ending in `last_dim`."""
-    shape = static_shape(x)
-    if len(shape) != rank or (last_dim is not None and shape[-1] not in (None, last_dim)):
-        raise ValueError(f"`{name}` must have shape {expected}; received shape {shape}.")
-    return shape
+def no_grad():
+    """A context without autograd recording (torch records graphs for eager calls)."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+def predicts_through_graphs(model):
+    """True where `model.predict` should run `compiled_call` instead of Keras' predict step.
+
+    On torch Keras runs `predict` eagerly (or with `torch.compile` under `jit_compile=True`); the
+    recorded graph of `compiled_call` runs the same kernels without the per-layer Python work.
+    """
+    return keras.backend.backend() == "torch" and not model.jit_compile
 
 
 def compiled_call(layer, inputs):
@@ -80,7 +113,8 @@ def _stateless_forward(layer):
 
 
 def _weight_values(layer):
-    """The current `(trainable, non_trainable)` weight values, as `_stateless_forward` takes them."""
+    """The current `(trainable, non_trainable)` weight values, as `_stateless_forward` takes them.
+    """
     return (
         [v.value for v in layer.trainable_variables],
         [v.value for v in layer.non_trainable_variables],
@@ -98,27 +132,24 @@ def _signature(tree_of_tensors):
 def _torch_compiled_call(layer, inputs):
     """torch's compiled inference path: one `make_fx` graph per input and weight signature.
 
-    Eager Keras on torch leaves gaps between its ATen calls (layer `__call__` bookkeeping, op
-    conversions: ~100 ms per B/16 forward at batch 1 against ~20 ms for transformers, measured
-    with `torch.profiler`), long enough for the OpenMP workers to fall asleep between matmuls.
-    `make_fx` records the ATen calls of one eager run of `stateless_call` (on real tensors, so
-    every value check runs as in eager mode) and the graph replays exactly those kernels: the
-    numbers are bit-identical to eager inference (under `no_grad`; with autograd on, the matmuls
-    may run another kernel, see `layers.linear.torch_cpu_gemm`). Shapes are fixed per graph;
+    Eager Keras on torch leaves gaps between its ATen calls (layer `__call__` bookkeeping and op
+    conversions, several times the kernel time of a batch-1 B/16 forward in `torch.profiler`;
+    see benchmarks/README.md), long enough for the OpenMP workers to fall asleep between matmuls.
+    `make_fx` records the ATen calls of one eager run of `stateless_call` on real tensors, and
+    the graph replays exactly those kernels: the numbers are bit-identical to eager inference (under `no_grad`; with autograd on, the matmuls
+    may run another kernel, see `torch_ops.torch_cpu_gemm`). Shapes are fixed per graph;
     nothing in the towers branches on tensor values.
     """
     import torch
     from torch.fx.experimental.proxy_tensor import make_fx
-
-    from keras_siglip.layers.linear import torch_cpu_gemm
 
     inputs = keras.tree.map_structure(
         lambda x: x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x), inputs
     )
     trainable, non_trainable = _weight_values(layer)
     cache = layer.__dict__.setdefault("_keras_siglip_torch_graphs", {})
-    # The matmul kernel (`layers.linear.torch_cpu_gemm`) is part of what a graph records.
-    key = (_signature((inputs, trainable, non_trainable)), torch_cpu_gemm())
+    # The matmul kernel (`torch_cpu_gemm`) is part of what a graph records.
+    key = (_signature((inputs, trainable, non_trainable)), torch_ops.torch_cpu_gemm())
     graph = cache.get(key)
     if graph is None:
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Fixed-resolution image tower, text tower and the two-tower head (SPEC §2-4).
+"""Fixed-resolution image tower, text tower and the two-tower head (docs/architecture.md).
 
 Each tower loops over the examples of the batch and returns a dict of intermediates named like
 big_vision's (`block00/+sa` ...), stacked over the batch.
@@ -93,7 +93,7 @@ def text_tower(params, token_ids):
         out.update(blocks)
         out["encoded"] = x
         # The last position, not argmax(EOS): SigLIP 1 pads with EOS ("sticky"), SigLIP 2 pools a PAD
-        # token that still attends to the whole text (SPEC §3).
+        # token that still attends to the whole text (docs/architecture.md, "Text tower").
         pre = out["pre_logits"] = x[-1]
         if p.has("txt/head/kernel"):
             out["pooled"] = pre @ p.get("txt/head/kernel") + p.get("txt/head/bias")

@@ -1,0 +1,75 @@
+"""What `speed.py` measures: the implementations, the cases and the matmul FLOPs each case does."""
+
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKENDS = ("jax", "tensorflow", "torch")
+IMPLS = (
+    "keras-jax",
+    "keras-tensorflow",
+    "keras-torch",
+    "transformers",
+    "kerashub-jax",
+    "kerashub-tensorflow",
+    "kerashub-torch",
+)
+B16 = dict(patch=16, width=768, depth=12, mlp=3072, heads=12)
+TEXT = dict(vocab=32000, length=64, width=768, depth=12, mlp=3072, heads=12)
+CASES = {
+    "vision_b1": dict(kind="vision", batch=1, image=224),
+    "vision_b8": dict(kind="vision", batch=8, image=224),
+    "vision_b32": dict(kind="vision", batch=32, image=224),
+    "two_tower": dict(kind="two_tower", batch=8, image=224),
+    "fixed_256": dict(kind="vision", batch=8, image=256),
+    "naflex_256": dict(kind="naflex", batch=8, budget=256),
+    "naflex_1024": dict(kind="naflex", batch=2, budget=1024),
+}
+# Image sizes (height, width) whose NaFlex grids make the mixed batches.
+NAFLEX_IMAGES = [(512, 512), (480, 640), (640, 480), (360, 640), (640, 360), (400, 800),
+                 (800, 400), (427, 640)]
+MATMUL_SHAPES = ((2048, 2048, 2048), (1568, 768, 3072))
+
+
+# ----------------------------------------------------------------------------------------
+# FLOP counts (matmul FLOPs only: 2 * m * n * k per product).
+
+
+def _encoder_flops(batch, tokens, width, depth, mlp):
+    projections = 2 * batch * tokens * (4 * width * width + 2 * width * mlp)
+    attention = 2 * 2 * batch * tokens * tokens * width  # q k^T and weights @ v
+    return depth * (projections + attention)
+
+
+def _map_head_flops(batch, tokens, width, mlp):
+    kv = 2 * 2 * batch * tokens * width * width
+    probe = 2 * batch * (2 * width * width + 2 * tokens * width + 2 * width * mlp)  # q, out, attn, MLP
+    return kv + probe + 2 * width * width  # + the probe's query projection
+
+
+def _vision_flops(batch, tokens):
+    w, p = B16["width"], B16["patch"]
+    return (
+        2 * batch * tokens * (p * p * 3) * w
+        + _encoder_flops(batch, tokens, w, B16["depth"], B16["mlp"])
+        + _map_head_flops(batch, tokens, w, B16["mlp"])
+    )
+
+
+def case_flops(case):
+    spec = CASES[case]
+    batch = spec["batch"]
+    if spec["kind"] == "naflex":
+        return _vision_flops(batch, spec["budget"])
+    tokens = (spec["image"] // B16["patch"]) ** 2
+    flops = _vision_flops(batch, tokens)
+    if spec["kind"] == "two_tower":
+        t = TEXT
+        flops += _encoder_flops(batch, t["length"], t["width"], t["depth"], t["mlp"])
+        flops += 2 * batch * t["width"] * t["width"]  # text head
+        flops += 2 * batch * batch * t["width"]  # logits
+    return flops
+
+
+def _impl_backend(impl):
+    """The Keras backend whose worker runs `impl` (transformers runs in the torch worker)."""
+    return "torch" if impl == "transformers" else impl.split("-", 1)[1]

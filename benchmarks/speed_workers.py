@@ -1,0 +1,277 @@
+"""The worker side of `speed.py`: one process per Keras backend builds every model once, then
+times the calls the coordinator asks for, one JSON line per reply on its stdout."""
+
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+# This folder is on sys.path when a script here runs.
+from gemm import make_kernel, set_threads
+from speed_cases import B16, CASES, MATMUL_SHAPES, NAFLEX_IMAGES, ROOT, TEXT
+
+
+def _case_inputs(case):
+    """Numpy inputs of a case, the same in every worker."""
+    spec = CASES[case]
+    rng = np.random.default_rng(0)
+    batch = spec["batch"]
+    if spec["kind"] == "naflex":
+        from keras_siglip.preprocessing import naflex_size
+        from keras_siglip.testing import random_naflex_inputs
+
+        p, budget = B16["patch"], spec["budget"]
+        grids = []
+        for h, w in itertools.islice(itertools.cycle(NAFLEX_IMAGES), batch):
+            th, tw = naflex_size(h, w, p, budget)
+            grids.append((th // p, tw // p))
+        return random_naflex_inputs(grids, budget, patch_size=p, seed=0)
+    size = spec["image"]
+    images = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    if spec["kind"] == "vision":
+        return {"images": images}
+    token_ids = rng.integers(1, TEXT["vocab"], (batch, TEXT["length"])).astype(np.int32)
+    return {"images": images, "token_ids": token_ids}
+
+
+def _model_key(case):
+    """Which of the models built once serves a case: "base" (B/16@224), "fixed_256" or "naflex"."""
+    spec = CASES[case]
+    if spec["kind"] == "naflex":
+        return "naflex"
+    return "fixed_256" if spec["image"] == 256 else "base"
+
+
+class KerasSigLIP:
+    """keras-siglip on the worker's backend, weights from `keras_siglip.testing.randomize_weights`.
+
+    `Transformers` copies these weights, so both compute the same function.
+    """
+
+    def __init__(self):
+        from keras_siglip import SigLIP
+        from keras_siglip.models import SigLIPNaFlexVisionEncoder, SigLIPVisionEncoder
+        from keras_siglip.testing import randomize_weights
+
+        vision = dict(patch_size=B16["patch"], width=B16["width"], depth=B16["depth"],
+                      mlp_dim=B16["mlp"], num_heads=B16["heads"])
+        self.base = SigLIP.from_preset("siglip_base_patch16_224", load_weights=False)
+        randomize_weights(self.base, seed=0)
+        # The other image towers share the base text tower (only their images are timed).
+        fixed = SigLIPVisionEncoder(image_size=256, **vision, name="vision_encoder")
+        naflex = SigLIPNaFlexVisionEncoder(**vision, position_grid_size=16, name="vision_encoder")
+        self.models = {"base": self.base}
+        for key, tower, seed in (("fixed_256", fixed, 1), ("naflex", naflex, 2)):
+            randomize_weights(tower, seed=seed)
+            self.models[key] = SigLIP(tower, self.base.text_encoder, name=f"siglip_{key}")
+
+    def runner(self, case, inputs):
+        spec = CASES[case]
+        if spec["kind"] == "two_tower":
+            model = self.base
+
+            def run():
+                out = model.predict_on_batch(inputs)
+                return np.concatenate([np.asarray(out["image_embeddings"]),
+                                       np.asarray(out["text_embeddings"])])
+
+            return run
+        model = self.models[_model_key(case)]
+        images = inputs if spec["kind"] == "naflex" else inputs["images"]
+        return lambda: np.asarray(model.encode_images(images))
+
+
+class Transformers:
+    """transformers models holding the same weights as `KerasSigLIP` (torch worker only)."""
+
+    def __init__(self, keras_impl):
+        import torch
+        import transformers
+
+        from keras_siglip.convert.transformers import checkpoint_state_dict, transformers_config
+
+        self.torch = torch
+        self.models = {}
+        for key, cls in (("base", transformers.SiglipModel),
+                         ("fixed_256", transformers.SiglipVisionModel),
+                         ("naflex", transformers.Siglip2VisionModel)):
+            keras_model = keras_impl.models[key]
+            target = keras_model if key == "base" else keras_model.vision_encoder
+            state = checkpoint_state_dict(target)
+            config = cls.config_class.from_dict(transformers_config(target))
+            model = cls._from_config(config, attn_implementation="sdpa").eval()
+            missing, unexpected = model.load_state_dict(
+                {k: torch.from_numpy(v) for k, v in state.items()}, strict=False
+            )
+            if unexpected or [m for m in missing if "position_ids" not in m]:
+                raise RuntimeError(f"transformers {key}: missing {missing}, unexpected {unexpected}")
+            self.models[key] = model
+
+    def runner(self, case, inputs):
+        torch, spec = self.torch, CASES[case]
+        if spec["kind"] == "naflex":
+            model = self.models["naflex"]
+            patches = torch.from_numpy(inputs["patches"])
+            mask = torch.from_numpy(inputs["patch_mask"])
+            shapes = torch.from_numpy(inputs["spatial_shapes"]).long()
+
+            def run():
+                with torch.no_grad():
+                    out = model(pixel_values=patches, pixel_attention_mask=mask,
+                                spatial_shapes=shapes)
+                return out.pooler_output.numpy()
+
+            return run
+        pixels = torch.from_numpy(inputs["images"].transpose(0, 3, 1, 2).copy())
+        if spec["kind"] == "two_tower":
+            model = self.models["base"]
+            ids = torch.from_numpy(inputs["token_ids"]).long()
+
+            def run():
+                with torch.no_grad():
+                    out = model(input_ids=ids, pixel_values=pixels)
+                return torch.cat([out.image_embeds, out.text_embeds]).numpy()
+
+            return run
+        model = self.models[_model_key(case)]
+        model = model.vision_model if _model_key(case) == "base" else model
+
+        def run():
+            with torch.no_grad():
+                return model(pixel_values=pixels).pooler_output.numpy()
+
+        return run
+
+
+class KerasHub:
+    """KerasHub's SigLIPBackbone with its own random initialisation."""
+
+    def __init__(self):
+        import keras_hub
+
+        models = keras_hub.models
+        vision = models.SigLIPVisionEncoder(
+            patch_size=B16["patch"], hidden_dim=B16["width"], num_layers=B16["depth"],
+            num_heads=B16["heads"], intermediate_dim=B16["mlp"], image_shape=(224, 224, 3),
+        )
+        text = models.SigLIPTextEncoder(
+            vocabulary_size=TEXT["vocab"], embedding_dim=TEXT["width"], hidden_dim=TEXT["width"],
+            num_layers=TEXT["depth"], num_heads=TEXT["heads"], intermediate_dim=TEXT["mlp"],
+            max_sequence_length=TEXT["length"],
+        )
+        self.backbone = models.SigLIPBackbone(vision, text)
+        self.vision = vision
+
+    def runner(self, case, inputs):
+        spec = CASES[case]
+        if spec["kind"] == "naflex" or spec["image"] != 224:
+            return None  # KerasHub has no NaFlex tower; its towers are built for one size
+        if spec["kind"] == "two_tower":
+            backbone = self.backbone
+            return lambda: np.asarray(backbone.predict_on_batch(inputs)["vision_logits"])
+        images = inputs["images"]
+        return lambda: np.asarray(self.vision.predict_on_batch(images))
+
+
+def _matmul_kernels(backend):
+    """The `gemm.make_kernel` names whose matmul peak a `backend` worker measures: the framework's
+    matmul, and on torch also oneDNN's linear where torch has it (keras-siglip's float32 inference
+    kernel on AVX-512 CPUs, `keras_siglip.backend.torch_cpu_gemm`), so that the machine's
+    peak is the fastest GEMM any of them reaches."""
+    if backend != "torch":
+        return [backend]
+    from keras_siglip.backend import available_torch_cpu_gemms
+
+    return ["torch"] + (["torch-onednn"] if "onednn" in available_torch_cpu_gemms() else [])
+
+
+def _matmul_timer(kernels):
+    """A function measuring each kernel's best float32 matmul rate (GFLOP/s) over `MATMUL_SHAPES`.
+
+    The calls are `gemm.make_kernel`'s (TensorFlow eager), on all-ones operands.
+    """
+    calls = {
+        (kernel, (m, k, n)): make_kernel(
+            kernel, np.ones((m, k), np.float32), np.ones((k, n), np.float32))
+        for kernel in kernels
+        for m, k, n in MATMUL_SHAPES
+    }
+
+    def measure(reps=5):
+        best = dict.fromkeys(kernels, 0.0)
+        for (kernel, (m, k, n)), call in calls.items():
+            call()
+            times = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - start)
+            best[kernel] = max(best[kernel], 2 * m * k * n / statistics.median(times) / 1e9)
+        return best
+
+    return measure
+
+
+
+def worker(backend, impls, cases, out_dir, threads):
+    """Serve `{"op": ...}` requests from the coordinator, one JSON line per reply."""
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything the libraries print goes to the log, not into the protocol
+    sys.path.insert(0, ROOT)
+    set_threads(backend, threads)
+    import keras
+
+    assert keras.backend.backend() == backend
+
+    def reply(**message):
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    built, runners = {}, {}
+    try:
+        keras_impl = KerasSigLIP()
+        if f"keras-{backend}" in impls:
+            built[f"keras-{backend}"] = keras_impl
+        if "transformers" in impls:
+            built["transformers"] = Transformers(keras_impl)
+        if f"kerashub-{backend}" in impls:
+            built[f"kerashub-{backend}"] = KerasHub()
+        for case in cases:
+            inputs = _case_inputs(case)
+            for impl, obj in built.items():
+                run = obj.runner(case, inputs)
+                if run is not None:
+                    runners[impl, case] = run
+        matmul = _matmul_timer(_matmul_kernels(backend))
+        info = {"keras": keras.__version__}
+        if backend == "torch":
+            from keras_siglip.backend import torch_cpu_gemm
+
+            info["torch_cpu_gemm"] = torch_cpu_gemm()
+            if "transformers" in built:
+                import transformers
+
+                info["transformers"] = transformers.__version__
+        reply(ready=sorted(f"{i}|{c}" for i, c in runners), info=info)
+    except Exception as error:  # reported by the coordinator with the log's tail
+        reply(error=f"{type(error).__name__}: {error}")
+        raise
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "quit":
+            break
+        if request["op"] == "matmul":
+            reply(gflops=matmul())
+            continue
+        impl, case = request["impl"], request["case"]
+        start = time.perf_counter()
+        output = runners[impl, case]()
+        seconds = time.perf_counter() - start
+        path = os.path.join(out_dir, f"{impl}__{case}.npy")
+        np.save(path, output)
+        reply(seconds=seconds, output=path)

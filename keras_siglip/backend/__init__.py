@@ -1,0 +1,46 @@
+"""Everything that depends on the Keras backend, behind one dispatch point.
+
+The layers are written in `keras.ops`; where a backend has a faster kernel for the same math
+(torch's fused attention and its oneDNN/addmm GEMMs, the patch convolution as a matmul), the
+layers ask `kernels` for it. The models run inference through `compiled` (JAX `jit`,
+TensorFlow XLA, a recorded torch graph). No other module branches on `keras.backend.backend()`
+for speed.
+"""
+
+from keras_siglip.backend.compiled import (
+    auto_jit_compile,
+    compiled_call,
+    is_concrete,
+    no_grad,
+    predicts_through_graphs,
+)
+from keras_siglip.backend.gradients import value_and_grads
+from keras_siglip.backend.kernels import (
+    affine,
+    dot_product_attention,
+    heads_major_attention,
+    patches_as_matmul,
+)
+from keras_siglip.backend.torch_ops import (
+    TORCH_CPU_GEMMS,
+    available_torch_cpu_gemms,
+    torch_cpu_gemm,
+    torch_fused_attention,
+)
+
+__all__ = [
+    "TORCH_CPU_GEMMS",
+    "affine",
+    "auto_jit_compile",
+    "available_torch_cpu_gemms",
+    "compiled_call",
+    "dot_product_attention",
+    "heads_major_attention",
+    "is_concrete",
+    "no_grad",
+    "patches_as_matmul",
+    "predicts_through_graphs",
+    "torch_cpu_gemm",
+    "torch_fused_attention",
+    "value_and_grads",
+]

@@ -1,0 +1,72 @@
+"""The kernel behind each hot operation of the layers, chosen per backend.
+
+Each function computes the same math on every backend; only the kernel differs. The choices
+were measured on the CPU (benchmarks/README.md): XLA has no fused CPU attention and runs
+heads-major batched dots about twice as fast as the `(B, T, H, hd)` einsums of
+`ops.dot_product_attention`; torch has a fused attention kernel; XLA's (JAX) and oneDNN's
+(torch) CPU convolutions are slower than their GEMMs for a stride-p, p x p patch kernel, while
+TensorFlow's XLA convolution is not.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_siglip.backend import torch_ops
+
+_PATCH_MATMUL_BACKENDS = ("jax", "torch")
+
+
+def affine(x, kernel, bias):
+    """`x @ kernel + bias` for a 2-D `x` and `kernel`.
+
+    On torch one GEMM with the bias inside it (`torch.addmm`, or oneDNN's linear for float32
+    inference where that is faster, see `torch_cpu_gemm`); elsewhere a matmul and an add,
+    which XLA fuses.
+    """
+    if keras.backend.backend() == "torch":
+        return torch_ops.torch_affine(x, kernel, bias)
+    return ops.add(ops.matmul(x, kernel), bias)
+
+
+def heads_major_attention(q, k, v, mask=None):
+    """`softmax(q k^T / sqrt(hd)) v` for `(B, T, H, hd)` inputs, as heads-major batched matmuls.
+
+    Args:
+        q: `(B, T, H, hd)`; k, v: `(B, S, H, hd)`.
+        mask: bool, broadcastable to `(B, H, T, S)`, or None. False keys get
+            zero weight.
+
+    Returns:
+        `(B, T, H, hd)`.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    q = ops.transpose(q, (0, 2, 1, 3)) * ops.cast(scale, q.dtype)  # (B, H, T, hd)
+    k = ops.transpose(k, (0, 2, 3, 1))  # (B, H, hd, S)
+    v = ops.transpose(v, (0, 2, 1, 3))  # (B, H, S, hd)
+    logits = ops.matmul(q, k)
+    if mask is not None:
+        logits = ops.where(mask, logits, ops.cast(-1e30, logits.dtype))
+    # softmax(l) v = (exp(l - max) v) / sum(exp(l - max)): dividing the (T, hd) product instead
+    # of the (T, S) weights saves a pass over the largest tensor. The max only stabilises exp:
+    # no gradient through it.
+    e = ops.exp(logits - ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True)))
+    x = ops.matmul(e, v) / ops.sum(e, axis=-1, keepdims=True)
+    return ops.transpose(x, (0, 2, 1, 3))
+
+
+def dot_product_attention(q, k, v, mask=None):
+    """Scaled dot-product attention of `(B, T, H, hd)` queries over `(B, S, H, hd)` keys/values.
+
+    torch: its fused kernel; elsewhere `heads_major_attention`. `mask` is bool, broadcastable to
+    `(B, H, T, S)`; False keys get zero weight. Returns `(B, T, H, hd)`.
+    """
+    if keras.backend.backend() == "torch":
+        return torch_ops.torch_fused_attention(q, k, v, mask)
+    return heads_major_attention(q, k, v, mask)
+
+
+def patches_as_matmul():
+    """True where the patch convolution runs faster as one matmul of flattened patches."""
+    return keras.backend.backend() in _PATCH_MATMUL_BACKENDS
