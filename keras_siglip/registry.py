@@ -31,11 +31,6 @@ def register_preset_builder(names, build):
     _PRESET_BUILDER[:] = [(names, build)]
 
 
-def formats():
-    """The registered format names, in registration order."""
-    return list(_FORMATS)
-
-
 def detect_format(path):
     """The name of the registered format of `path`, or raise a ValueError listing them."""
     path = Path(path).expanduser()

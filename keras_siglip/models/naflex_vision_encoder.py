@@ -9,7 +9,6 @@ from keras import ops
 from keras_siglip.layers import Linear, MAPHead, NaFlexPositionEmbedding
 from keras_siglip.models import validation
 from keras_siglip.models.tower import Tower
-from keras_siglip.models.validation import NAFLEX_KEYS  # noqa: F401  (re-exported)
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
