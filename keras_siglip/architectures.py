@@ -27,6 +27,11 @@ def decode_variant(name, **overrides):
     >>> decode_variant("So400m")["mlp_dim"]
     4304
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"A variant is a str, one of {sorted(VARIANTS)}; received {name!r} "
+            f"({type(name).__name__})."
+        )
     if name not in VARIANTS:
         raise ValueError(f"Unknown variant {name!r}; valid variants: {sorted(VARIANTS)}.")
     width, depth, mlp_dim, num_heads = VARIANTS[name]

@@ -2,10 +2,14 @@
 
 The one place that turns a configuration (a preset row, the shapes of a checkpoint, a kit's
 config) into Keras objects; presets, every checkpoint format, the test helpers and the
-conformance kits build through it.
+conformance kits build through it. Every configuration is checked first against the tower's
+schema (`keras_siglip.arguments.check_tower_config`), so a bad value (a zero patch size, a
+string image size, a bool depth, heads that do not divide the width) is refused with the same
+message on every path and every backend.
 """
 
 from keras_siglip.architectures import decode_variant
+from keras_siglip.arguments import check_bool, check_tower_config
 from keras_siglip.models import (
     SigLIP,
     SigLIPNaFlexVisionEncoder,
@@ -14,22 +18,27 @@ from keras_siglip.models import (
 )
 
 
-def build_vision_tower(naflex, vision_kwargs, name="vision_encoder"):
-    """A `SigLIPVisionEncoder`, or a `SigLIPNaFlexVisionEncoder` when `naflex`."""
+def build_vision_tower(naflex, vision_kwargs, name="vision_encoder", where=None):
+    """A `SigLIPVisionEncoder`, or a `SigLIPNaFlexVisionEncoder` when `naflex`.
+
+    `where` (e.g. a preset name or a file) starts the message of a configuration error.
+    """
+    naflex = check_bool("naflex", naflex, where=where)
+    kwargs = check_tower_config("naflex" if naflex else "vision", vision_kwargs, where)
     cls = SigLIPNaFlexVisionEncoder if naflex else SigLIPVisionEncoder
-    return cls(**vision_kwargs, name=name)
+    return cls(**kwargs, name=name)
 
 
-def build_text_tower(text_kwargs, name="text_encoder"):
+def build_text_tower(text_kwargs, name="text_encoder", where=None):
     """A `SigLIPTextEncoder`."""
-    return SigLIPTextEncoder(**text_kwargs, name=name)
+    return SigLIPTextEncoder(**check_tower_config("text", text_kwargs, where), name=name)
 
 
-def build_model(naflex, vision_kwargs, text_kwargs, name="siglip", cls=SigLIP):
+def build_model(naflex, vision_kwargs, text_kwargs, name="siglip", cls=SigLIP, where=None):
     """An untrained two-tower model from tower kwargs (as `infer_architecture` returns them)."""
     return cls(
-        build_vision_tower(naflex, vision_kwargs),
-        build_text_tower(text_kwargs),
+        build_vision_tower(naflex, vision_kwargs, where=where),
+        build_text_tower(text_kwargs, where=where),
         name=name,
     )
 

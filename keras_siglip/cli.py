@@ -1,10 +1,10 @@
 """`python -m keras_siglip <command>`: the command line."""
 
 import argparse
+import contextlib
+import logging
 import sys
 from pathlib import Path
-
-import keras
 
 from keras_siglip.convert import (
     load_big_vision,
@@ -15,8 +15,10 @@ from keras_siglip.convert import (
 from keras_siglip.convert.io import (
     atomic_output,
     check_destination,
+    load_keras_file,
     path_format,
     show_progress,
+    unknown_format_message,
 )
 from keras_siglip.models import SigLIP
 
@@ -74,17 +76,26 @@ def _format(path):
     """'keras', 'big_vision' or 'transformers', from the path alone."""
     found = path_format(path)
     if found is None:
-        raise ValueError(
-            f"{path} is a file but not .keras or .npz; a transformers checkpoint is a folder."
-        )
+        raise ValueError(unknown_format_message(path))
     return found
 
 
-def _load_keras(src):
+@contextlib.contextmanager
+def _notes_on_stderr():
+    """Show the converters' notes (what was taken from config.json on trust) as `note:` lines."""
+    logger = logging.getLogger("keras_siglip.convert")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
-        return keras.saving.load_model(src)
-    except Exception as error:
-        raise ValueError(f"{src} is not a readable .keras model ({error}).") from error
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overwrite=False,
@@ -95,7 +106,9 @@ def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overw
     transformers folder. `image_size`, `preset` and `posemb_resize` apply to
     big_vision sources (see `load_big_vision`). The output is written
     atomically: after an error nothing is at `dst`. An existing `dst` is
-    replaced only with `overwrite=True`. `progress` is an optional tqdm-like
+    replaced only with `overwrite=True`, and then only if the tool wrote it (a
+    file of DST's format, a folder of checkpoint files only); a DST that is or
+    contains SRC is always refused. `progress` is an optional tqdm-like
     callable shown over the tensors.
     """
     src, dst = Path(src), Path(dst)
@@ -107,12 +120,13 @@ def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overw
         )
     if src.resolve() == dst.resolve():
         raise ValueError("SRC and DST are the same path.")
-    check_destination(dst, overwrite)
     if not src.exists():
         raise FileNotFoundError(f"{src} does not exist.")
+    sources = (src,)
+    check_destination(dst, overwrite, folder=target == "transformers", sources=sources)
 
     if source == "keras":
-        model = _load_keras(src)
+        model = load_keras_file(src)
     elif source == "big_vision":
         if image_size is not None:
             image_size = tuple(image_size)
@@ -122,30 +136,31 @@ def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overw
         model = load_transformers(src, progress=progress)
 
     if target == "keras":
-        with atomic_output(dst, overwrite=overwrite) as tmp:
+        with atomic_output(dst, overwrite=overwrite, sources=sources) as tmp:
             model.save(tmp)
     elif target == "big_vision":
         if not isinstance(model, SigLIP):
             raise ValueError(
                 "big_vision checkpoints hold both towers; the source is a single tower."
             )
-        save_big_vision(model, dst, progress=progress)
+        save_big_vision(model, dst, progress=progress, overwrite=overwrite, sources=sources)
     else:
-        save_transformers(model, dst, overwrite=overwrite, progress=progress)
+        save_transformers(model, dst, overwrite=overwrite, progress=progress, sources=sources)
     return dst
 
 
 def _cmd_convert(args):
     try:
-        dst = convert(
-            args.src,
-            args.dst,
-            image_size=args.image_size,
-            preset=args.preset,
-            posemb_resize=args.posemb_resize,
-            overwrite=args.overwrite,
-            progress=_progress(),
-        )
+        with _notes_on_stderr():
+            dst = convert(
+                args.src,
+                args.dst,
+                image_size=args.image_size,
+                preset=args.preset,
+                posemb_resize=args.posemb_resize,
+                overwrite=args.overwrite,
+                progress=_progress(),
+            )
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -157,7 +172,8 @@ def _cmd_vectors(args):
     from keras_siglip.conformance import run_vectors
 
     try:
-        written = run_vectors(args.out_dir, tiny=args.tiny, preset=args.preset, seed=args.seed)
+        written = run_vectors(args.out_dir, tiny=args.tiny, preset=args.preset, seed=args.seed,
+                              overwrite=args.overwrite)
     except (ValueError, OSError, NotImplementedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -169,7 +185,12 @@ def _cmd_vectors(args):
 def _cmd_verify(args):
     from keras_siglip.conformance import run_verify
 
-    report = run_verify(args.kit, against=args.against, backend=args.backend, variant=args.variant)
+    try:
+        report = run_verify(args.kit, against=args.against, backend=args.backend,
+                            variant=args.variant)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0 if report.ok else 1
 
 
@@ -211,7 +232,9 @@ def main(argv=None):
     p.add_argument("--posemb-resize", choices=("big_vision", "transformers"),
                    help="resize a big_vision position table that does not fit --image-size "
                    "(or the preset's): big_vision's linear zoom or transformers' bicubic")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing DST that this tool wrote (a .keras/.npz file, a "
+                   "folder of checkpoint files only); never a folder with other files, never SRC")
     p.set_defaults(func=_cmd_convert)
     p = sub.add_parser("vectors", help="write a conformance kit computed by the NumPy oracle")
     p.add_argument("out_dir", help="output folder (one sub-folder per kit without --tiny)")
@@ -219,9 +242,12 @@ def main(argv=None):
     group.add_argument("--tiny", help="a tiny config: a TINY_CONFIGS name or 'naflex'")
     group.add_argument("--preset", help="a preset (needs its weights locally)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing kits (folders holding only a kit's files)")
     p.set_defaults(func=_cmd_vectors)
     p = sub.add_parser("verify", help="check an implementation against a conformance kit")
-    p.add_argument("kit", help="a kit folder written by `vectors`")
+    p.add_argument("kit", help="a kit folder written by `vectors`, or a folder of kit folders "
+                   "(`vectors OUT_DIR` without --tiny): each is verified")
     p.add_argument("--against", choices=("keras", "transformers"), default="keras")
     p.add_argument("--backend", choices=("jax", "tensorflow", "torch"),
                    help="Keras backend (for --against keras); default: KERAS_BACKEND")

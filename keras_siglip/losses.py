@@ -39,6 +39,12 @@ def check_loss_inputs(image_embeddings, text_embeddings, logit_scale=None, logit
             f"{caller} expects image_embeddings and text_embeddings of shape (batch, dim) = "
             f"(B, E); received {img_shape} and {txt_shape}."
         )
+    if 0 in (img_shape[0], txt_shape[0]):
+        raise ValueError(
+            f"{caller} received an empty batch (image_embeddings {img_shape}, text_embeddings "
+            f"{txt_shape}): the loss is a mean over the batch and is undefined for 0 examples. "
+            "Pass at least one image-text pair (drop empty batches from the data)."
+        )
     if img_shape != txt_shape:
         raise ValueError(
             f"{caller} needs a square batch: image i is the positive of text i, so "
@@ -67,10 +73,70 @@ def _dense_loss(x, y, logit_scale, logit_bias):
     return total / ops.cast(batch, "float32")
 
 
+def _padded_chunked_loss(x, y, logit_scale, logit_bias, chunk_size):
+    """The chunked loss for a batch size known only at run time (a TensorFlow graph's tail batch).
+
+    The image rows are zero-padded to a whole number of `chunk_size` blocks and the padded rows
+    are masked out of every block, so all blocks have one static shape. The softplus sum has the
+    closed-form backward pass of `_chunked_loss`; the positives (`O(B D)`) use autodiff.
+    """
+    batch = ops.shape(x)[0]
+    dim = x.shape[1]
+    n = ops.cast(batch, "float32")
+    num_chunks = (batch + chunk_size - 1) // chunk_size
+    x_padded = ops.pad(x, [[0, num_chunks * chunk_size - batch], [0, 0]])
+    rows = ops.arange(chunk_size)
+
+    def block(x_padded, i):
+        start = i * chunk_size
+        xb = ops.slice(x_padded, (start, 0), (chunk_size, dim))
+        return start, xb, ops.cast(ops.less(rows + start, batch), "float32")[:, None]
+
+    @ops.custom_gradient
+    def softplus_sum(x_padded, y, logit_scale, logit_bias):
+        t = ops.exp(logit_scale)
+
+        def add_block(i, total):
+            _, xb, valid = block(x_padded, i)
+            logits = t * ops.matmul(xb, ops.transpose(y)) + logit_bias
+            return total + ops.sum(valid * _softplus(logits))
+
+        total = ops.fori_loop(0, num_chunks, add_block, ops.zeros((), "float32"))
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+
+            def grad_block(i, carry):
+                dx, dy, p_sum, p_l_sum = carry
+                start, xb, valid = block(x_padded, i)
+                cosines = ops.matmul(xb, ops.transpose(y))
+                p = valid * ops.sigmoid(t * cosines + logit_bias)
+                dx = ops.slice_update(dx, (start, 0), ops.matmul(p, y))
+                dy = dy + ops.matmul(ops.transpose(p), xb)
+                return dx, dy, p_sum + ops.sum(p), p_l_sum + ops.sum(p * cosines)
+
+            zero = ops.zeros((), "float32")
+            dx, dy, p_sum, p_l_sum = ops.fori_loop(
+                0, num_chunks, grad_block, (ops.zeros_like(x_padded), ops.zeros_like(y), zero, zero)
+            )
+            return (
+                upstream * t * dx,
+                upstream * t * dy,
+                ops.reshape(upstream * t * p_l_sum, ops.shape(logit_scale)),
+                ops.reshape(upstream * p_sum, ops.shape(logit_bias)),
+            )
+
+        return total, grad
+
+    positives = ops.sum(ops.exp(logit_scale) * ops.sum(x * y, axis=-1) + logit_bias)
+    return (softplus_sum(x_padded, y, logit_scale, logit_bias) - positives) / n
+
+
 def _chunked_loss(x, y, logit_scale, logit_bias, chunk_size):
     batch, dim = x.shape
     if batch is None:
-        raise ValueError("The chunked sigmoid loss needs a static batch size.")
+        return _padded_chunked_loss(x, y, logit_scale, logit_bias, chunk_size)
     full_chunks, tail = divmod(batch, chunk_size)
 
     # The blocks run in a loop (`ops.fori_loop`: a while loop on JAX and
@@ -170,7 +236,7 @@ def sigmoid_loss(
     x, y, scale, bias = _as_float32(
         image_embeddings, text_embeddings, logit_scale, logit_bias
     )
-    if chunk_size is None or chunk_size >= x.shape[0]:
+    if chunk_size is None or (x.shape[0] is not None and chunk_size >= x.shape[0]):
         return _dense_loss(x, y, scale, bias)
     return _chunked_loss(x, y, scale, bias, int(chunk_size))
 

@@ -9,12 +9,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 stamp="$VENV/.keras-siglip-requirements"
-want=$(cat requirements/test.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/test.txt requirements/no-deps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing pinned requirements (torch CPU first, then the rest)"
   # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
   "$PY" -m pip install -q ${PIP_EXTRA_ARGS:-} "$(grep '^torch==' requirements/test.txt)"
   "$PY" -m pip install -q ${PIP_EXTRA_ARGS:-} -r requirements/test.txt
+  # Without their declared dependencies (keras-hub's tensorflow-text would replace tensorflow).
+  "$PY" -m pip install -q ${PIP_EXTRA_ARGS:-} --no-deps -r requirements/no-deps.txt
   "$PY" -m pip install -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi

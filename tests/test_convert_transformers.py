@@ -473,23 +473,27 @@ def test_damaged_files_leave_nothing(hf_cases, keras_cases, tmp_path, capsys, da
 
 
 def test_cli_refuses_to_overwrite(hf_cases, keras_cases, tmp_path, capsys):
+    """`--overwrite` replaces an earlier output; user files (or a non-checkpoint file) never."""
     src = str(hf_cases["siglip"]["folder"])
     expected = model_to_tree(keras_cases["siglip"])
     for dst in (tmp_path / "out.npz", tmp_path / "out_hf"):
+        assert cli.main(["convert", src, str(dst)]) == 0
+        assert cli.main(["convert", src, str(dst)]) == 1
+        assert "already exists" in capsys.readouterr().err
+        assert cli.main(["convert", src, str(dst), "--overwrite"]) == 0
+        _same_tree(load_big_vision(dst) if dst.suffix else load_transformers(dst), expected)
+    for dst in (tmp_path / "mine.npz", tmp_path / "mine_hf"):
         if dst.suffix:
             dst.write_bytes(b"keep me")
         else:
             dst.mkdir()
             (dst / "keep.txt").write_text("keep me")
-        assert cli.main(["convert", src, str(dst)]) == 1
-        assert "already exists" in capsys.readouterr().err
-        assert (dst.read_bytes() if dst.suffix else (dst / "keep.txt").read_bytes()) == b"keep me"
-        assert cli.main(["convert", src, str(dst), "--overwrite"]) == 0
-        if dst.suffix:
-            _same_tree(load_big_vision(dst), expected)
-        else:
-            assert not (dst / "keep.txt").exists()
-            _same_tree(load_transformers(dst), expected)
+        for flags in ([], ["--overwrite"]):
+            assert cli.main(["convert", src, str(dst), *flags]) == 1
+            err = capsys.readouterr().err
+            assert "never replaced" in err and ("keep.txt" in err or "not a zip" in err)
+            kept = dst.read_bytes() if dst.suffix else (dst / "keep.txt").read_bytes()
+            assert kept == b"keep me"
 
 
 def test_progress_counter_without_tqdm(capsys):

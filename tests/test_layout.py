@@ -19,6 +19,7 @@ LEVELS = {
     "keras_siglip.registry": 0,
     "keras_siglip.backend": 0,
     "keras_siglip.preprocessing": 0,
+    "keras_siglip.extras": 0,
     "keras_siglip.layers": 1,
     "keras_siglip.losses": 1,
     "keras_siglip.distributed": 1,

@@ -94,3 +94,25 @@ def test_data_parallel_fit_step_equals_single_device(tmp_path):
     # The step really moved the weights (a no-op would also "match").
     moved = max(float(np.max(np.abs(data[f"single/{n}"] - data[f"init/{n}"]))) for n in names)
     assert moved > 1e-3
+
+
+def test_chunked_fit_with_a_tail_batch_equals_the_oracle():
+    """7 examples in batches of 4: the tail batch of 3 has a batch size unknown to a TF graph."""
+    import keras_siglip_reference as reference
+
+    data = _toy_data(7)
+    losses = {}
+    for chunk_size in (None, 3):
+        model = build_tiny("fixture_like", seed=2)
+        model.compile(optimizer=keras.optimizers.SGD(0.0), chunk_size=chunk_size, ring=None)
+        history = model.fit(data, batch_size=4, epochs=1, shuffle=False, verbose=0)
+        losses[chunk_size] = history.history["loss"][0]
+    scale = float(keras.ops.convert_to_numpy(model.logit_scale)[0])
+    bias = float(keras.ops.convert_to_numpy(model.logit_bias)[0])
+    out = model(data)
+    img = np.asarray(keras.ops.convert_to_numpy(out["image_embeddings"]))
+    txt = np.asarray(keras.ops.convert_to_numpy(out["text_embeddings"]))
+    batch_losses = [reference.sigmoid_loss(img[s], txt[s], scale, bias)
+                    for s in (slice(0, 4), slice(4, 7))]
+    assert losses[3] == pytest.approx(losses[None], abs=1e-5)
+    assert losses[3] == pytest.approx(float(np.mean(batch_losses)), abs=1e-5)

@@ -10,6 +10,7 @@ for speed.
 from keras_siglip.backend.compiled import (
     auto_jit_compile,
     compiled_call,
+    inference_context,
     is_concrete,
     no_grad,
     predicts_through_graphs,
@@ -36,6 +37,7 @@ __all__ = [
     "compiled_call",
     "dot_product_attention",
     "heads_major_attention",
+    "inference_context",
     "is_concrete",
     "no_grad",
     "patches_as_matmul",

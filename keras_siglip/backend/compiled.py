@@ -63,6 +63,25 @@ def no_grad():
     return contextlib.nullcontext()
 
 
+def inference_context(training, inputs):
+    """The context of a model call: on torch, no autograd recording outside training.
+
+    A call with `training` not True, with autograd on and no input that requires a gradient,
+    runs under `torch.no_grad()`, so its outputs are plain tensors (`np.asarray` works, as on JAX
+    and TensorFlow). Training steps (`fit`, a custom loop's `model(x, training=True)`) and
+    calls on inputs that require a gradient (`backend.value_and_grads`) keep the graph.
+    """
+    if training or keras.backend.backend() != "torch":
+        return contextlib.nullcontext()
+    import torch
+
+    if not torch.is_grad_enabled() or any(
+        isinstance(x, torch.Tensor) and x.requires_grad for x in keras.tree.flatten(inputs)
+    ):
+        return contextlib.nullcontext()
+    return torch.no_grad()
+
+
 def predicts_through_graphs(model):
     """True where `model.predict` should run `compiled_call` instead of Keras' predict step.
 

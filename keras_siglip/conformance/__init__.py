@@ -27,16 +27,25 @@ command line).
 """
 
 from keras_siglip.conformance.adapters import BROKEN_VARIANTS
-from keras_siglip.conformance.adapters.keras import break_keras_model, keras_fn, keras_model
-from keras_siglip.conformance.adapters.transformers import transformers_fn, transformers_model
+from keras_siglip.conformance.adapters.keras import (
+    break_keras_model,
+    keras_fn,
+    keras_model,
+)
+from keras_siglip.conformance.adapters.transformers import (
+    transformers_fn,
+    transformers_model,
+)
 from keras_siglip.conformance.kit import (
     BATCH,
     DEFAULT_KITS,
     EMBEDDING_SCALE,
+    KIT_FILES,
     KIT_FORMAT,
     NAFLEX_GRIDS,
     NAFLEX_MAX_PATCHES,
     RTOL,
+    KitDataError,
     build_kit,
     kit_config,
     oracle_stages,
@@ -55,7 +64,7 @@ from keras_siglip.conformance.presets import (
     read_checkpoint_tree,
     write_preset_kit,
 )
-from keras_siglip.conformance.runners import run_vectors, run_verify
+from keras_siglip.conformance.runners import find_kits, run_vectors, run_verify
 from keras_siglip.conformance.verify import Report, load_kit, verify
 from keras_siglip.convert.names import tree_shapes
 
@@ -64,11 +73,13 @@ __all__ = [
     "BROKEN_VARIANTS",
     "DEFAULT_KITS",
     "EMBEDDING_SCALE",
+    "KIT_FILES",
     "KIT_FORMAT",
     "NAFLEX_GRIDS",
     "NAFLEX_MAX_PATCHES",
     "PRESET_BATCH",
     "RTOL",
+    "KitDataError",
     "KitWeightsError",
     "Report",
     "break_keras_model",
@@ -76,6 +87,7 @@ __all__ = [
     "build_preset_kit",
     "checkpoint_hashes",
     "checkpoint_params",
+    "find_kits",
     "find_preset_weights",
     "keras_fn",
     "keras_model",

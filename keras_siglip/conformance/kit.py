@@ -10,6 +10,7 @@ A kit is a folder with three files, readable with NumPy alone (docs/conformance_
 import hashlib
 import io
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 
 import keras_siglip_reference as reference
 from keras_siglip import testing
-from keras_siglip.convert.io import atomic_output
+from keras_siglip.convert.io import atomic_output, check_destination
 from keras_siglip.convert.names import tree_shapes
 
 KIT_FORMAT = "keras-siglip-conformance-kit/1"
@@ -52,6 +53,14 @@ DEFAULT_KITS = ("fixture_like", "odd_nonsquare", "naflex")
 
 # Where the parameter names of every kit are described.
 PARAMETER_NAMES = "big_vision (docs/checkpoints.md), per-block, float32"
+
+# The files of a kit folder: the only ones `write_kit(..., overwrite=True)` replaces.
+KIT_FILES = ("manifest.json", "kit.npz", "kit_float32.npz")
+
+
+class KitDataError(ValueError):
+    """A kit folder that is not what `vectors` wrote: edited data, manifest or tolerances."""
+
 
 _TOLERANCE_RULE = "max|actual - expected| <= atol (valid_rows: only rows where that input is 1)"
 
@@ -140,6 +149,11 @@ def oracle_stages(params, inputs):
     for key in ("loss", "grad_zimg", "grad_ztxt", "grad_t_param", "grad_b"):
         stages[key] = np.asarray(grads[key], np.float64)
     return stages
+
+
+def stage_tolerance(name, value):
+    """The library's float32 tolerance of a stage: `RTOL * max(1, max|expected|)`."""
+    return _tolerance(name, value)
 
 
 def _tolerance(name, value):
@@ -232,37 +246,135 @@ def file_sha256(path, chunk=1 << 24):
     return digest.hexdigest()
 
 
-def write_kit(kit, out_dir):
+def check_kit_destination(out_dir, overwrite=False):
+    """Raise unless a kit may be written to `out_dir` (see `write_kit`)."""
+    out_dir = Path(out_dir)
+    check_destination(out_dir, overwrite, folder=True, owned=KIT_FILES)
+    manifest = out_dir / "manifest.json"
+    if manifest.is_file():
+        try:
+            found = json.loads(manifest.read_text()).get("format")
+        except (OSError, ValueError, AttributeError):
+            found = None
+        if found != KIT_FORMAT:
+            raise FileExistsError(
+                f"{out_dir} holds a manifest.json that is not a conformance kit's (format "
+                f"{found!r}); it is never replaced. Write the kit to a new folder."
+            )
+
+
+def write_kit(kit, out_dir, *, overwrite=False):
     """Write `manifest.json`, `kit.npz` and `kit_float32.npz` to `out_dir`; returns the folder.
 
-    Each file appears complete or not at all (an existing one is replaced).
+    The folder appears complete or not at all. An existing kit is refused unless
+    `overwrite=True`; a folder with any other file in it is never replaced.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_kit_destination(out_dir, overwrite)
     manifest = dict(kit["manifest"])
     files = {}
-    for filename, float32 in (("kit.npz", False), ("kit_float32.npz", True)):
-        with atomic_output(out_dir / filename, overwrite=True) as tmp:
-            _write_npz(tmp, _arrays(kit, float32))
-        dtype = "float32" if float32 else "float64"
-        files[filename] = {"sha256": file_sha256(out_dir / filename), "expected_dtype": dtype}
-    manifest["files"] = files
-    with atomic_output(out_dir / "manifest.json", overwrite=True) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    with atomic_output(out_dir, overwrite=overwrite, folder=True, owned=KIT_FILES) as tmp:
+        for filename, float32 in (("kit.npz", False), ("kit_float32.npz", True)):
+            _write_npz(tmp / filename, _arrays(kit, float32))
+            dtype = "float32" if float32 else "float64"
+            files[filename] = {"sha256": file_sha256(tmp / filename), "expected_dtype": dtype}
+        manifest["files"] = files
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return out_dir
+
+
+def _read_manifest(path):
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No conformance kit at {path}: the path does not exist. Write one with "
+            f"`python -m keras_siglip vectors {path}`."
+        )
+    if not path.is_dir():
+        raise NotADirectoryError(
+            f"{path} is a file; a conformance kit is a folder holding {', '.join(KIT_FILES)} "
+            "(pass the folder)."
+        )
+    if not (path / "manifest.json").is_file():
+        raise FileNotFoundError(
+            f"{path} holds no manifest.json, so it is not a conformance kit folder. Pass a "
+            "folder written by `python -m keras_siglip vectors`."
+        )
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise KitDataError(f"{path / 'manifest.json'} is not readable JSON ({error}).") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != KIT_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise KitDataError(
+            f"{path / 'manifest.json'} is not a {KIT_FORMAT} manifest (format {found!r})."
+        )
+    return manifest
 
 
 def read_kit_folder(path, float32=False):
     """A kit folder's manifest and arrays, `{"manifest", "params", "inputs", "expected"}`.
 
-    A preset kit's `params` stay empty here: they live in its checkpoint
-    (`keras_siglip.conformance.load_kit` reads and checks it).
+    The data file is checked against the sha256 its manifest records first (`KitDataError`
+    on a mismatch: an edited kit would otherwise blame the implementation). A preset kit's
+    `params` stay empty here: they live in its checkpoint (`keras_siglip.conformance.load_kit`
+    reads and checks it).
     """
     path = Path(path)
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = _read_manifest(path)
+    filename = "kit_float32.npz" if float32 else "kit.npz"
+    want = ((manifest.get("files") or {}).get(filename) or {}).get("sha256")
+    if not (path / filename).is_file():
+        raise FileNotFoundError(f"The kit {path} has no {filename}; write the kit again.")
+    if not want:
+        raise KitDataError(
+            f"The manifest of {path} records no sha256 for {filename}, so its data cannot be "
+            "trusted; write the kit again with `python -m keras_siglip vectors`."
+        )
+    got = file_sha256(path / filename)
+    if got != want:
+        raise KitDataError(
+            f"sha256 mismatch: {path / filename} is {got}, but the kit's manifest records "
+            f"{want}. The kit data was changed after it was written (or is damaged), so a "
+            "failure would blame the implementation wrongly: restore the kit, or write it again "
+            "with `python -m keras_siglip vectors`."
+        )
     kit = {"manifest": manifest, "params": {}, "inputs": {}, "expected": {}}
-    with np.load(path / ("kit_float32.npz" if float32 else "kit.npz")) as data:
+    with np.load(path / filename, allow_pickle=False) as data:
         for key in data.files:
             group, name = key.split("/", 1)
             kit[group][name] = data[key]
     return kit
+
+
+def check_manifest_stages(kit):
+    """Raise `KitDataError` where the manifest's stages are looser than the library's.
+
+    Kit tolerances may only tighten the library's per-stage tolerance (`stage_tolerance` of the
+    expected values), every expected array must be a listed stage, and `valid_rows` must be the
+    library's (a different row mask would skip rows).
+    """
+    library = {s["name"]: s for s in _stage_entries(kit["expected"], kit["inputs"])}
+    listed = {s.get("name") for s in kit["manifest"].get("stages", [])}
+    problems = [f"{name}: in the data but not in the manifest's stages"
+                for name in library if name not in listed]
+    for stage in kit["manifest"].get("stages", []):
+        name, atol = stage.get("name"), stage.get("atol")
+        if name not in library:
+            problems.append(f"{name}: listed, but the kit has no expected values for it")
+            continue
+        limit = library[name]["atol"]
+        if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
+            problems.append(f"{name}: atol {atol!r} is not a finite number >= 0")
+        elif atol > limit * (1 + 1e-6):
+            problems.append(f"{name}: atol {atol:.3g} is looser than the library's {limit:.3g}")
+        if stage.get("valid_rows") != library[name]["valid_rows"]:
+            problems.append(f"{name}: valid_rows {stage.get('valid_rows')!r}, library "
+                            f"{library[name]['valid_rows']!r}")
+    if problems:
+        raise KitDataError(
+            "The kit's manifest does not match the library's stage rules (kit tolerances may only "
+            "tighten them):\n  " + "\n  ".join(problems[:10])
+            + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+            + "\nRestore the manifest, or write the kit again with `python -m keras_siglip "
+            "vectors`."
+        )

@@ -14,13 +14,19 @@ from keras_siglip import presets, registry
 from keras_siglip.conformance.kit import (
     KIT_FORMAT,
     PARAMETER_NAMES,
+    check_kit_destination,
     file_sha256,
     make_kit,
     oracle_stages,
     random_inputs,
     write_kit,
 )
-from keras_siglip.convert import infer_architecture, load_transformers, model_to_tree, read_tree
+from keras_siglip.convert import (
+    infer_architecture,
+    load_transformers,
+    model_to_tree,
+    read_tree,
+)
 from keras_siglip.convert.big_vision import fit_position_embedding
 
 PRESET_BATCH = 2  # full-size per-block intermediates are large; the loss still has pairs i != j
@@ -186,10 +192,15 @@ def build_preset_kit(preset, seed=0):
     return make_kit(manifest, params, inputs, expected)
 
 
-def write_preset_kit(preset, out_dir, seed=0):
-    """Build a preset kit and write it; nothing is written when the weights are missing."""
+def write_preset_kit(preset, out_dir, seed=0, *, overwrite=False):
+    """Build a preset kit and write it; nothing is written when the weights are missing.
+
+    The destination is checked before the (long) computation: an existing kit is replaced only
+    with `overwrite=True` (see `write_kit`).
+    """
+    check_kit_destination(out_dir, overwrite)
     kit = build_preset_kit(preset, seed)
-    return write_kit(kit, out_dir)
+    return write_kit(kit, out_dir, overwrite=overwrite)
 
 
 def locate_checkpoint(manifest, weights=None):

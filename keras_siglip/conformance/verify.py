@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from keras_siglip.conformance.kit import read_kit_folder
+from keras_siglip.conformance.kit import check_manifest_stages, read_kit_folder
 from keras_siglip.conformance.presets import checkpoint_params
 
 
@@ -80,11 +80,16 @@ def verify(kit, fn, *, require_all=False):
             missing.
         require_all: count a missing stage as a failure.
 
+    Raises:
+        KitDataError: the kit's data does not match its recorded sha256, or its manifest
+            lists a tolerance looser than the library's, or omits a stage.
+
     Returns:
         `Report`, whose `first_failure` is the first stage in the manifest's order that exceeds
         its tolerance (or has the wrong shape, or NaNs), else None.
     """
     kit = load_kit(kit)
+    check_manifest_stages(kit)  # an edited manifest must not make a broken model pass
     actual = fn(kit["params"], kit["inputs"])
     rows, first = [], None
     for stage in kit["manifest"]["stages"]:

@@ -13,7 +13,9 @@ from keras_siglip.convert.big_vision import (
     save_big_vision,
 )
 from keras_siglip.convert.formats import register_formats
+from keras_siglip.convert.keras_hub import load_keras_hub, save_keras_hub
 from keras_siglip.convert.names import tree_entries
+from keras_siglip.convert.open_clip import load_open_clip, save_open_clip
 from keras_siglip.convert.transformers import load_transformers, save_transformers
 
 register_formats()
@@ -22,10 +24,14 @@ __all__ = [
     "assign_tree",
     "infer_architecture",
     "load_big_vision",
+    "load_keras_hub",
+    "load_open_clip",
     "load_transformers",
     "model_to_tree",
     "read_tree",
     "save_big_vision",
+    "save_keras_hub",
+    "save_open_clip",
     "save_transformers",
     "tree_entries",
 ]

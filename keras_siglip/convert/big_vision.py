@@ -17,6 +17,7 @@ from keras_siglip.builders import build_model
 from keras_siglip.convert.io import (
     as_float_array,
     atomic_output,
+    check_destination,
     check_fit,
     read_npz,
     track,
@@ -29,6 +30,18 @@ _PREFIXES = ("params/", "opt/target/")
 _SCAN = re.compile(r"^(.*)/encoderblock/(.*)$")
 
 
+def _strip(name):
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _is_parameter(name):
+    name = _strip(name)
+    return name.startswith(("img/", "txt/")) or name in ("t", "b")
+
+
 def read_tree(path_or_tree):
     """Read a big_vision checkpoint into a flat `{name: float ndarray}` in per-block form.
 
@@ -38,17 +51,14 @@ def read_tree(path_or_tree):
     `.../encoderblock_{i}/<leaf>`.
     """
     if isinstance(path_or_tree, (str, os.PathLike)):
-        raw = read_npz(path_or_tree)
+        raw = read_npz(path_or_tree, keep=_is_parameter)  # the rest is never decompressed
     else:
         raw = dict(path_or_tree)
     tree = {}
     for name, value in raw.items():
-        for prefix in _PREFIXES:
-            if name.startswith(prefix):
-                name = name[len(prefix) :]
-                break
-        if not (name.startswith(("img/", "txt/")) or name in ("t", "b")):
+        if not _is_parameter(name):
             continue  # optimizer state, step counters, fixtures' extra arrays
+        name = _strip(name)
         value = as_float_array(name, value)
         if name in ("t", "b") and value.ndim == 0:
             value = value.reshape(1)  # some exports store the scalars without their (1,) axis
@@ -258,17 +268,23 @@ def load_big_vision(
     return assign_tree(build_model(naflex, vision_kwargs, text_kwargs), tree, progress)
 
 
-def save_big_vision(model, path, progress=None):
+def save_big_vision(model, path, progress=None, *, overwrite=False, sources=()):
     """Write the model as a big_vision `.npz` (bare names, per-block, float32).
 
     The file appears only when complete: it is written to a temporary file in
-    the same folder and renamed (an existing file is replaced).
+    the same folder and renamed. An existing file is refused unless
+    `overwrite=True`, and even then only a `.npz` (zip) file is replaced, never
+    a folder or one of `sources` (the paths the model was read from).
     """
     path = Path(path)
-    if path.suffix != ".npz":
-        raise ValueError(f"big_vision checkpoints are .npz files; received {path}.")
+    if path.suffix.lower() != ".npz":
+        raise ValueError(
+            f"big_vision checkpoints are .npz files; received {path}. Name the output "
+            f"{path.with_suffix('.npz').name}."
+        )
+    check_destination(path, overwrite, folder=False, sources=sources)
     tree = model_to_tree(model, progress)
-    with atomic_output(path, overwrite=True) as tmp:
+    with atomic_output(path, overwrite=overwrite, sources=sources) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **tree)
     return path

@@ -4,6 +4,7 @@ The keys that name a tower dimension are paired once (`_VISION_KEYS`, `_TEXT_KEY
 a config reads them one way, building a model from one reads them the other.
 """
 
+import logging
 import math
 
 from keras_siglip.convert.names import towers
@@ -180,3 +181,47 @@ def text_kwargs(config):
     projection = config["projection_size"]
     kwargs["embed_dim"] = kwargs["width"] if projection is None else int(projection)
     return kwargs
+
+
+# Hyper-parameters that come from config.json alone: the tensor shapes cannot confirm them
+# (a q/k/v weight is (W, W) for any number of heads; the position table fixes only the grid).
+_UNCHECKED = {"vision": ("num_attention_heads", "image_size"), "text": ("num_attention_heads",)}
+logger = logging.getLogger("keras_siglip.convert")
+
+
+def assumed_from_config(config, kind):
+    """`(note, defaulted)`: the hyper-parameters taken on trust from a config, in words.
+
+    `defaulted` lists those the file does not set (transformers' default was used).
+    """
+    parts, defaulted = [], []
+    towers = ("vision", "text") if kind == "model" else (kind,)
+    for tower in towers:
+        sub = (config.get(f"{tower}_config") or {}) if kind == "model" else config
+        defaults = _VISION_DEFAULTS if tower == "vision" else _TEXT_DEFAULTS
+        items = []
+        for key in _UNCHECKED[tower]:
+            if key == "image_size" and "num_patches" in sub:
+                continue  # NaFlex: any size
+            value = sub.get(key, defaults[key])
+            text = f"{key}={value}"
+            if key == "num_attention_heads":
+                width = sub.get("hidden_size", defaults["hidden_size"])
+                text += f" (head dim {int(width) // max(int(value), 1)})"
+            if key not in sub:
+                text += " [not in config.json: transformers' default]"
+                defaulted.append(f"{tower} {key}")
+            items.append(text)
+        parts.append(f"{tower} " + ", ".join(items))
+    return "; ".join(parts), defaulted
+
+
+def report_assumed(config, kind, source):
+    """Log what `assumed_from_config` finds: info, or a warning when a default was assumed."""
+    note, defaulted = assumed_from_config(config, kind)
+    message = (
+        f"{source}: taken from config.json, not checkable against the tensor shapes: {note}. "
+        "If the outputs look wrong, compare these with the checkpoint's training config."
+    )
+    logger.log(logging.WARNING if defaulted else logging.INFO, message)
+    return message

@@ -1,89 +1,26 @@
-"""Checkpoint files: atomic writing, formats by path, reading tensors, fit checks, progress.
+"""Checkpoint files: formats by path, reading tensors, fit checks, progress.
 
-Every writer goes through `atomic_output`: an output appears at its destination complete, or
-not at all. The layouts themselves are described in docs/checkpoints.md.
+Every writer goes through `atomic_output` (in `safe_write`, re-exported here): an output appears
+at its destination complete, or not at all, and `overwrite` replaces only what the tool wrote.
+The layouts themselves are described in docs/checkpoints.md.
 """
 
-import contextlib
-import os
-import shutil
+import ast
+import math
+import re
 import sys
-import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-
-def check_destination(path, overwrite):
-    """Raise `FileExistsError` if `path` is a file or a non-empty folder, unless `overwrite`."""
-    path = Path(path)
-    if overwrite or not path.exists():
-        return
-    if path.is_dir() and not any(path.iterdir()):
-        return  # an empty folder holds nothing to lose
-    raise FileExistsError(
-        f"{path} already exists; pass overwrite=True (--overwrite) to replace it."
-    )
-
-
-@contextlib.contextmanager
-def atomic_output(path, *, overwrite=False, folder=False):
-    """Yield a temporary path beside `path`; move it to `path` only if the block succeeds.
-
-    The temporary file or folder lives in the destination's parent, so the
-    final rename does not cross file systems. It keeps the destination's
-    suffix (Keras insists on `.keras`). On any error it is removed and the
-    destination is left as it was. A replaced folder is swapped out whole:
-    renamed aside, the new one renamed in, then the old one deleted.
-    """
-    path = Path(path)
-    check_destination(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.tmp-"
-    if folder:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        tmp.unlink()  # writers such as keras' save want to create the file themselves
-    try:
-        yield tmp
-        if folder:
-            _swap_folder(tmp, path)
-        else:
-            if path.is_dir():
-                raise IsADirectoryError(f"{path} is a folder; expected a file destination.")
-            os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _swap_folder(tmp, path):
-    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
-        aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-        aside.rmdir()
-        os.replace(path, aside)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            os.replace(aside, path)
-            raise
-        _remove(aside)
-    else:
-        if path.exists():
-            path.rmdir()  # empty
-        os.replace(tmp, path)
-
-
-def _remove(path):
-    path = Path(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
+from keras_siglip.convert.safe_write import (  # noqa: F401  (re-exported: the writers' API)
+    TRANSFORMERS_FILES,
+    apply_umask,
+    atomic_output,
+    check_destination,
+    clean_stale_temporaries,
+)
 
 # --------------------------------------------------------------------------------------
 # Formats by path.
@@ -91,18 +28,43 @@ def _remove(path):
 _SUFFIXES = {".keras": "keras", ".npz": "big_vision"}
 
 
+# A suffix that reads as a file extension (".txt", ".bin", ".h5"), not a version (".1", ".v2").
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}")
+
+
+def known_suffixes():
+    """The file suffixes `path_format` recognises, for messages: `".keras (keras), ..."`."""
+    return ", ".join(f"{suffix} ({kind})" for suffix, kind in _SUFFIXES.items())
+
+
 def path_format(path):
     """`"keras"`, `"big_vision"` or `"transformers"` from the path alone, or None.
 
-    A `.keras` or `.npz` suffix (any case) names a file format; any other path that is not a
-    file names a transformers folder, which need not exist yet (an output). Another file gives
-    None.
+    A `.keras` or `.npz` suffix (any case) names a file format; an existing folder, or a path
+    that does not exist and has no file-like suffix, names a transformers folder (which need
+    not exist yet: an output). Another file, or a new path such as `out.txt`, gives None:
+    writing a folder named like a file would surprise everyone.
     """
     path = Path(path)
     found = _SUFFIXES.get(path.suffix.lower())
-    if found is None and not path.is_file():
-        found = "transformers"
-    return found
+    if found is not None:
+        return found
+    if path.is_dir():
+        return "transformers"
+    if path.exists() or _FILE_SUFFIX.fullmatch(path.suffix):
+        return None
+    return "transformers"
+
+
+def unknown_format_message(path):
+    """Why `path_format(path)` is None, and what would work instead."""
+    path = Path(path)
+    what = "is a file" if path.is_file() else f"has the file suffix {path.suffix!r}"
+    return (
+        f"{path} {what} of no checkpoint format this tool knows; known suffixes: "
+        f"{known_suffixes()}; a transformers checkpoint is a folder (a name without a file "
+        "suffix)."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -134,16 +96,84 @@ def to_float32(name, array):
     return np.asarray(array, dtype=np.float32)
 
 
-def read_npz(path):
-    """`{name: ndarray}` of a big_vision `.npz` checkpoint (no pickles)."""
+def _npy_header(member, name):
+    """`(shape, fortran_order, dtype, header bytes)` of a `.npy` stream, without its data."""
+    magic = member.read(8)
+    if len(magic) < 8 or magic[:6] != b"\x93NUMPY":
+        raise ValueError(f"entry {name!r} is not a .npy array")
+    major = magic[6]
+    size_bytes = 2 if major == 1 else 4
+    length = int.from_bytes(member.read(size_bytes), "little")
+    if length > 1 << 20:
+        raise ValueError(f"entry {name!r} has a {length}-byte .npy header")
+    header = ast.literal_eval(member.read(length).decode("latin1" if major < 3 else "utf8"))
+    if not isinstance(header, dict) or not {"descr", "fortran_order", "shape"} <= set(header):
+        raise ValueError(f"entry {name!r} has a malformed .npy header")
+    dtype = np.lib.format.descr_to_dtype(header["descr"])
+    shape = tuple(int(d) for d in header["shape"])
+    return shape, bool(header["fortran_order"]), dtype, 8 + size_bytes + length
+
+
+def _read_member(archive, info, name, path):
+    with archive.open(info) as member:
+        shape, fortran, dtype, header = _npy_header(member, name)
+        if dtype.hasobject:
+            raise ValueError(
+                f"entry {name!r} holds pickled Python objects (dtype {dtype}); checkpoints are "
+                "read without pickles, for safety. Re-save it with plain numeric arrays."
+            )
+        nbytes = math.prod(shape) * dtype.itemsize
+        # The zip's own size for the entry bounds what reading it inflates; it must be the
+        # header plus exactly the array the header describes (no more: a zip bomb).
+        if info.file_size != header + nbytes:
+            raise ValueError(
+                f"entry {name!r} would inflate to {info.file_size} bytes, but its header "
+                f"describes a {shape} {dtype} array of {nbytes} bytes (+{header} header): the "
+                f"file {path} is corrupt or crafted. Re-download or re-export it."
+            )
+        data = member.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(f"entry {name!r} is truncated")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def read_npz(path, keep=None):
+    """`{name: ndarray}` of a big_vision `.npz` checkpoint (no pickles), read lazily.
+
+    Only the entries whose name `keep(name)` accepts (all without `keep`) are decompressed, one
+    at a time, and each only after its zip size has been checked against the shape and dtype
+    its `.npy` header declares.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No big_vision checkpoint at {path}.")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; a big_vision checkpoint is one .npz file.")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            start = f.read(6)
+        what = ("a single .npy array, not a .npz archive of named arrays" if start == b"\x93NUMPY"
+                else "not a zip archive: truncated, corrupt, or not a .npz at all")
+        raise ValueError(
+            f"{path} is not a readable big_vision .npz checkpoint ({what}). Re-download it, or "
+            "re-export it with numpy.savez."
+        )
+    tree = {}
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except Exception as error:  # zipfile, pickle and format errors alike
-        raise ValueError(f"{path} is not a readable big_vision .npz checkpoint ({error}).") from error
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = info.filename.removesuffix(".npy")
+                if info.is_dir() or (keep is not None and not keep(name)):
+                    continue
+                tree[name] = _read_member(archive, info, name, path)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, SyntaxError,
+            NotImplementedError, RuntimeError) as error:
+        raise ValueError(
+            f"{path} is not a readable big_vision .npz checkpoint ({error}). It may be "
+            "truncated or corrupt: re-download or re-export it."
+        ) from error
+    return tree
 
 
 def read_safetensors(file, names=None):
@@ -174,6 +204,42 @@ def read_safetensors(file, names=None):
             f"{file} is not a readable safetensors file ({error}); it may be truncated or corrupt."
         ) from error
     return state
+
+
+def load_keras_file(path):
+    """`keras.saving.load_model(path)` with errors that say what is wrong with the file."""
+    import keras
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No .keras file at {path}.")
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path} is a folder; a .keras model is one file (written by model.save)."
+        )
+    problem = None
+    if not zipfile.is_zipfile(path):
+        problem = "not a zip archive: truncated or corrupt"
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError) as error:
+            members, problem = set(), f"unreadable zip archive: {error}"
+        if problem is None and "config.json" not in members:
+            problem = "a zip archive without the config.json of a Keras model"
+    if problem is not None:
+        raise ValueError(
+            f"{path} is not a readable .keras file ({problem}). Re-save the model with "
+            "model.save(path), or convert it again from its checkpoint."
+        )
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # keras, h5py and zipfile errors alike
+        raise ValueError(
+            f"{path} is not a readable .keras model ({type(error).__name__}: {error}). It may "
+            "be truncated or corrupt, or hold a model this version cannot rebuild: re-save it."
+        ) from error
 
 
 # --------------------------------------------------------------------------------------

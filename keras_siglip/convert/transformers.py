@@ -162,7 +162,7 @@ def checkpoint_state_dict(model, progress=None):
     return {name[len(prefix):]: value for name, value in state.items()}
 
 
-def save_transformers(model, folder, *, overwrite=False, progress=None):
+def save_transformers(model, folder, *, overwrite=False, progress=None, sources=()):
     """Write a model as a transformers checkpoint folder (`config.json` + `model.safetensors`).
 
     `transformers.SiglipModel.from_pretrained(folder)` (or `Siglip2Model` for a
@@ -177,8 +177,14 @@ def save_transformers(model, folder, *, overwrite=False, progress=None):
         folder: destination folder. It is written under a temporary name in
             the same parent and renamed when complete: a failure leaves
             nothing there.
-        overwrite: bool. Replace an existing non-empty folder (as a whole).
+        overwrite: bool. Replace an existing checkpoint folder (as a whole). Only a
+            folder holding nothing but the files a transformers checkpoint has
+            (`config.json`, safetensors files and their index, tokenizer and
+            preprocessor files) is replaced; a folder with any other file is
+            refused, with or without `overwrite`, naming the files in the way.
         progress: optional tqdm-like callable shown over the tensors.
+        sources: paths the model was read from; a destination that is or
+            contains one is refused.
 
     Returns:
         The folder as a `Path`.
@@ -186,10 +192,10 @@ def save_transformers(model, folder, *, overwrite=False, progress=None):
     from safetensors.numpy import save_file
 
     folder = Path(folder)
-    check_destination(folder, overwrite)
+    check_destination(folder, overwrite, folder=True, sources=sources)
     config = transformers_config(model)
     state = checkpoint_state_dict(model, progress)
-    with atomic_output(folder, overwrite=overwrite, folder=True) as tmp:
+    with atomic_output(folder, overwrite=overwrite, folder=True, sources=sources) as tmp:
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     return folder
@@ -208,6 +214,19 @@ def _read_config(path):
     return config
 
 
+def _shard_name(index, file):
+    """A shard file named by an index: a plain file name inside the checkpoint folder."""
+    if not isinstance(file, str) or not file or Path(file).is_absolute() or "/" in file \
+            or "\\" in file or file in (".", ".."):
+        raise ValueError(
+            f"{index} lists the shard {file!r}, which is not a file name inside "
+            f"{index.parent}: shards must sit beside the index (absolute paths and '..' are "
+            "refused, so that a checkpoint cannot read files elsewhere). Fix the index's "
+            "weight_map, or re-save the checkpoint with save_pretrained."
+        )
+    return file
+
+
 def _read_folder(folder):
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -219,9 +238,12 @@ def _read_folder(folder):
             weight_map = json.loads(index.read_text())["weight_map"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{index} is not a readable safetensors index ({error}).") from error
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index} is not a readable safetensors index (weight_map is not "
+                             "an object).")
         shards = {}
         for name, file in weight_map.items():
-            shards.setdefault(file, []).append(name)
+            shards.setdefault(_shard_name(index, file), []).append(name)
     elif (folder / "model.safetensors").is_file():
         shards = {"model.safetensors": None}
     else:
@@ -371,4 +393,5 @@ def load_transformers(path_or_model, *, progress=None):
         model = build_text_tower(text_kwargs)
     layout = _layout(model)
     _check_state(model, state, source, layout)
+    hf_config.report_assumed(config, kind, source)
     return assign_tree(model, _state_to_tree(layout, state, progress))

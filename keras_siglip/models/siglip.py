@@ -1,5 +1,6 @@
 """The two-tower SigLIP model: L2-normalised embeddings and sigmoid logits."""
 
+import inspect
 import math
 
 import keras
@@ -7,6 +8,7 @@ from keras import ops
 
 from keras_siglip import backend, distributed, registry
 from keras_siglip.losses import SigmoidLoss, sigmoid_loss
+from keras_siglip.models import safety
 from keras_siglip.models.batching import batches
 
 
@@ -120,30 +122,115 @@ class SigLIP(keras.Model):
         self.text_encoder.validate(token_ids)
         return self._encode(self.text_encoder, token_ids, batch_size)
 
-    def validate(self, inputs):
+    def validate(self, inputs, training=False, together=False):
         """Raise a ValueError naming the problem unless `inputs` fit the model.
 
-        `inputs` is the dict of `call`; each tower checks its entry (shapes always, values when
-        concrete: NaFlex grids against mask and budget, token ids against the vocabulary).
+        `inputs` is the dict of `call`: its keys (with `training`, both towers' inputs, as many
+        images as texts; with `together`, as `fit`/`predict` slice them, as many of each), then
+        each tower's entry (shapes and dtypes always; values when concrete: token ids against
+        the vocabulary, pixel dtype and range, NaFlex grids against mask and budget).
         """
-        if not isinstance(inputs, dict) or not ({"images", "token_ids"} & set(inputs)):
-            raise ValueError(
-                "SigLIP expects a dict with 'images' and/or 'token_ids'; received "
-                f"{type(inputs).__name__}"
-                + (f" with keys {sorted(inputs)}" if isinstance(inputs, dict) else "")
-                + "."
-            )
+        safety.check_structure(inputs, training=training, together=together)
         if "images" in inputs:
             self.vision_encoder.validate(inputs["images"])
         if "token_ids" in inputs:
             self.text_encoder.validate(inputs["token_ids"])
+
+    def set_input_checks(self, finite=None, image_range=None):
+        """Turn the optional value checks of both towers on or off (`Tower.set_input_checks`).
+
+        Args:
+            finite: bool. Refuse host-resident images holding NaN or inf (default off).
+            image_range: bool. Refuse host-resident images beyond [-1.5, 1.5] (default on).
+        """
+        for tower in (self.vision_encoder, self.text_encoder):
+            tower.set_input_checks(finite=finite, image_range=image_range)
+        return self
+
+    def __call__(self, inputs, *args, **kwargs):
+        training = kwargs.get("training", args[0] if args else None)
+        self.validate(inputs, training=bool(training))
+        towers = (self.vision_encoder, self.text_encoder)
+        for tower in towers:  # checked above: the towers skip their own validation once
+            tower.__dict__["_keras_siglip_checked"] = True
+        try:
+            # On torch a call outside training records no autograd graph (plain outputs).
+            with backend.inference_context(training, inputs):
+                return super().__call__(inputs, *args, **kwargs)
+        finally:
+            for tower in towers:
+                tower.__dict__.pop("_keras_siglip_checked", None)
+
+    def _check_data(self, caller, x, training):
+        """Check the whole of `x` once, before Keras' loop (see `keras_siglip.models.safety`)."""
+        inputs = safety.data_inputs(x)
+        if inputs is None:
+            return False
+        caller = f"SigLIP.{caller}"
+        safety.check_structure(inputs, training=training, together=True, caller=caller)
+        self.validate(inputs, training=training, together=True)
+        return isinstance(x, dict)
+
+    def _bind(self, method, args, kwargs):
+        return inspect.signature(method).bind(self, *args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked up front and non-finite steps refused.
+
+        The whole of `x` (and `validation_data`) is checked once before the loop. A step whose
+        gradients are not finite changes no weight, and training stops with a
+        `FloatingPointError` naming the batch. `sample_weight` and `class_weight` are refused
+        by the sigmoid loss (it scores pairs, not examples).
+        """
+        bound = self._bind(keras.Model.fit, args, kwargs)
+        arguments = bound.arguments
+        pairs = self._sigmoid_loss is not None
+        if pairs:
+            safety.check_no_weights(
+                "fit", arguments.get("sample_weight"), arguments.get("class_weight")
+            )
+        self._check_data("fit", arguments.get("x"), training=pairs)
+        validation_data = arguments.get("validation_data")
+        if isinstance(validation_data, (tuple, list)) and validation_data:
+            validation_data = validation_data[0]
+        if validation_data is not None:
+            self._check_data("fit", validation_data, training=pairs)
+        callbacks = arguments.get("callbacks")
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks.append(safety.NonFiniteLossGuard())
+        else:
+            callbacks = list(callbacks or []) + [safety.NonFiniteLossGuard()]
+        arguments["callbacks"] = callbacks
+        return super().fit(*bound.args[1:], **bound.kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked up front (as `fit`)."""
+        arguments = self._bind(keras.Model.evaluate, args, kwargs).arguments
+        if self._sigmoid_loss is not None:
+            safety.check_no_weights("evaluate", arguments.get("sample_weight"), None)
+        self._check_data("evaluate", arguments.get("x"), training=self._sigmoid_loss is not None)
+        return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        """`keras.Model.predict`, with the data checked up front.
+
+        Data checked only inside the step (a `tf.data.Dataset`, a generator) whose token ids
+        fall outside the vocabulary gives NaN text embeddings there; `predict` raises a
+        ValueError naming those examples instead of returning them.
+        """
+        x = self._bind(keras.Model.predict, args, kwargs).arguments.get("x")
+        checked = self._check_data("predict", x, training=False)
+        outputs = super().predict(*args, **kwargs)
+        if not checked:
+            safety.check_text_rows(outputs)
+        return outputs
 
     def predict_step(self, *args):
         if not backend.predicts_through_graphs(self):
             return super().predict_step(*args)
         (data,) = args
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        self.validate(x)
+        self.validate(x, together=True)
         return backend.compiled_call(self, x)
 
     def _encode(self, tower, inputs, batch_size):
@@ -162,8 +249,6 @@ class SigLIP(keras.Model):
         return scale * ops.matmul(image_embeddings, ops.transpose(text_embeddings)) + bias
 
     def call(self, inputs, training=None):
-        if not isinstance(inputs, dict) or not ({"images", "token_ids"} & set(inputs)):
-            self.validate(inputs)  # raises, naming what was received
         outputs = {}
         if "images" in inputs:
             outputs["image_embeddings"] = l2_normalize(
@@ -204,6 +289,10 @@ class SigLIP(keras.Model):
                 one (per-device memory O(b^2)); None always uses the
                 single-device loss. Asking for a ring where it cannot run
                 raises an error at the first training step.
+
+        The optimizer is wrapped in Keras' `LossScaleOptimizer` with a constant scale of 1 (one
+        you pass is kept): a step whose gradients hold NaN or inf changes no weight, and `fit`
+        stops with a `FloatingPointError`. `model.optimizer.inner_optimizer` is yours.
         """
         if ring not in ("auto", "ring", "bidir", None):
             raise ValueError(f"ring must be 'auto', 'ring', 'bidir' or None; received {ring!r}.")
@@ -216,7 +305,9 @@ class SigLIP(keras.Model):
         self._sigmoid_loss = loss if isinstance(loss, SigmoidLoss) else None
         self._ring = ring
         super().compile(
-            optimizer=optimizer, loss=None if self._sigmoid_loss else loss, **kwargs
+            optimizer=safety.guarded_optimizer(optimizer),
+            loss=None if self._sigmoid_loss else loss,
+            **kwargs,
         )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -225,8 +316,14 @@ class SigLIP(keras.Model):
             return super().compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
             )
-        if sample_weight is not None:
-            raise ValueError("The sigmoid loss does not support sample_weight.")
+        safety.check_no_weights("fit", sample_weight, None)
+        missing = {"image_embeddings", "text_embeddings"} - set(y_pred)
+        if missing:
+            raise ValueError(
+                "The sigmoid loss needs image and text embeddings of the same pairs: the "
+                f"model outputs lack {sorted(missing)}. Train on a dict with both 'images' "
+                "and 'token_ids'."
+            )
         loss = self.training_loss(
             y_pred["image_embeddings"], y_pred["text_embeddings"], chunk_size=sigmoid.chunk_size
         )

@@ -114,7 +114,14 @@ class SigLIPTextEncoder(Tower):
 
     def call(self, token_ids, return_tokens=False, return_intermediates=False):
         stages = {}
-        x = self.token_embedding(ops.cast(token_ids, "int32"))
+        # Concrete ids were checked by `validate`; ids only known inside a compiled step are
+        # clamped here and their rows get a NaN embedding below, which `SigLIP.predict` and
+        # `fit` report (the same answer on every backend instead of NaN, garbage or a crash).
+        ids = ops.cast(token_ids, "int32")
+        in_vocabulary = ops.all(
+            ops.logical_and(ids >= 0, ids < self.vocabulary_size), axis=1, keepdims=True
+        )
+        x = self.token_embedding(ops.clip(ids, 0, self.vocabulary_size - 1))
         x = self.position_embedding(x)
         stages["embedded"] = x
         x = self._run_encoder(x, stages, return_intermediates=return_intermediates)
@@ -123,6 +130,7 @@ class SigLIPTextEncoder(Tower):
         stages["pre_logits"] = pooled
         if self.head is not None:
             pooled = self.head(pooled)
+        pooled = ops.where(in_vocabulary, pooled, ops.cast(float("nan"), pooled.dtype))
         stages["pooled"] = pooled
         if return_intermediates:
             return stages

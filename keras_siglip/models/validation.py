@@ -1,9 +1,23 @@
 """Input checks of the towers: shapes when the model is traced, values when they are concrete.
 
 Each check raises a ValueError that names the input, what was received and what to do. Value
-checks (NaFlex grids against the mask and the budget, token ids against the vocabulary) run
-once per call on the whole batch, before any compiled function; inside a trace only the static
-shapes are known and checked.
+checks run once per call on the whole batch, before any compiled function; inside a trace only
+the static shapes and dtypes are known and checked. The rules:
+
+* images (and NaFlex patches) must be floating point; integer pixels (uint8) are refused with
+  the fix (`keras_siglip.preprocessing.preprocess_images`);
+* host-resident float images (NumPy, tensors on the CPU) must lie within
+  `[-IMAGE_LIMIT, IMAGE_LIMIT]`: the model takes `[-1, 1]`, the margin admits resampling
+  overshoot and light augmentation, and pixels in `[0, 255]` are refused (pixels in `[0, 1]` lie
+  in range and cannot be told apart). `tower.set_input_checks(image_range=False)` turns it off;
+* with `tower.set_input_checks(finite=True)` host-resident images must hold no NaN or inf
+  (NaFlex: in the valid rows; padded rows may hold anything);
+* token ids must lie in `[0, vocabulary_size)` (concrete ids of any device). Inside a compiled
+  step the text tower clamps them and gives the rows that held one a NaN embedding, which
+  `SigLIP.predict` and `fit` turn into an error.
+
+Inputs already on an accelerator are checked for shape and dtype only: their values would need
+a transfer to the host.
 """
 
 import keras
@@ -12,6 +26,63 @@ import numpy as np
 from keras_siglip.backend import is_concrete
 
 NAFLEX_KEYS = ("patches", "patch_mask", "spatial_shapes")
+IMAGE_LIMIT = 1.5
+FIXES = {
+    "images": "Use keras_siglip.preprocessing.preprocess_images (uint8 or [0, 255] pixels -> "
+    "resized float32 in [-1, 1])",
+    "patches": "Use keras_siglip.preprocessing.naflex_patchify (uint8 or [0, 255] pixels -> "
+    "float32 patches in [-1, 1])",
+}
+
+
+def host_values(x):
+    """`x` as a NumPy array when its values are on the host (NumPy, a CPU tensor), else None."""
+    if isinstance(x, (np.ndarray, list, tuple)):
+        return np.asarray(x)
+    if not is_concrete(x):
+        return None
+    device = getattr(x, "device", None)
+    devices = getattr(x, "devices", None)  # jax.Array
+    if callable(devices):
+        kinds = {d.platform for d in devices()}
+    else:
+        kinds = {str(getattr(device, "type", device)).lower()}
+    if not any("cpu" in k for k in kinds):
+        return None
+    return _to_numpy(x)
+
+
+def _check_float_pixels(tower, name, x):
+    dtype = keras.backend.standardize_dtype(getattr(x, "dtype", None) or np.asarray(x).dtype)
+    if "float" not in dtype:
+        raise ValueError(
+            f"`{name}` have dtype {dtype}, but '{tower.name}' takes float pixels in [-1, 1] "
+            f"(pixel / 127.5 - 1). {FIXES[name]}."
+        )
+
+
+def check_pixel_values(tower, name, values):
+    """The value rules of the module docstring on host `values` (the valid pixels only)."""
+    if values.size == 0:
+        return
+    if getattr(tower, "check_finite", False) and not np.isfinite(values).all():
+        bad = int(np.size(values) - np.isfinite(values).sum())
+        raise ValueError(
+            f"`{name}` hold {bad} NaN or inf value(s) (the finite-input check of "
+            f"'{tower.name}' is on). Clean or drop those examples before calling the model."
+        )
+    if getattr(tower, "check_image_range", True):
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        if np.isinf(low) or np.isinf(high):  # inf is the finite check's business, not range's
+            finite = values[np.isfinite(values)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0, 0)
+        if low < -IMAGE_LIMIT or high > IMAGE_LIMIT:
+            raise ValueError(
+                f"`{name}` hold values in [{low:g}, {high:g}], but '{tower.name}' takes pixels "
+                f"scaled to [-1, 1] (values beyond +-{IMAGE_LIMIT} are refused; 0-255 pixels "
+                f"are the usual cause). {FIXES[name]}; or turn the check off with "
+                "set_input_checks(image_range=False)."
+            )
 
 
 def static_shape(x):
@@ -43,6 +114,10 @@ def check_images(tower, images):
             f"{tower.patch_size}); expected shape (batch, {tower.image_size[0]}, "
             f"{tower.image_size[1]}, 3). Resize the images or the position embedding."
         )
+    _check_float_pixels(tower, "images", images)
+    values = host_values(images)
+    if values is not None:
+        check_pixel_values(tower, "images", values)
 
 
 def check_naflex_inputs(tower, inputs):
@@ -82,8 +157,13 @@ def check_naflex_inputs(tower, inputs):
             f"`spatial_shapes` must have shape (batch, 2) = ({batch}, 2), the patch grid "
             f"(h, w) of each image; received {shapes_shape}."
         )
+    _check_float_pixels(tower, "patches", patches)
     if is_concrete(mask) and is_concrete(shapes):
-        _check_naflex_values(_to_numpy(mask).astype(bool), _to_numpy(shapes).astype(np.int64))
+        mask = _to_numpy(mask).astype(bool)
+        _check_naflex_values(mask, _to_numpy(shapes).astype(np.int64))
+        values = host_values(patches)
+        if values is not None:
+            check_pixel_values(tower, "patches", values[mask])
 
 
 def _check_naflex_values(mask, shapes):

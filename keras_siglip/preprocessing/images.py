@@ -22,40 +22,31 @@ The two transformers modes match the PIL backend (``SiglipImageProcessorPil``)
 bit for bit; the default torchvision backend differs by about one uint8 step.
 """
 
-import numbers
-
 import numpy as np
 
+from keras_siglip.arguments import check_size
 from keras_siglip.preprocessing import pixels
 from keras_siglip.preprocessing import resize as resize_lib
 
 RESIZE_MODES = ("bilinear", "bicubic", "big_vision")
 
 
-def _image_size(image_size):
-    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    try:
-        height, width = (int(s) for s in image_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}.")
-    if height < 1 or width < 1:
-        raise ValueError(f"image_size must be positive, got {image_size!r}.")
-    return height, width
-
-
-def preprocess_images(images, image_size, *, resize="bilinear"):
+def preprocess_images(images, image_size, *, resize="bilinear", input_range=None):
     """Resizes images to one fixed size and maps them to ``[-1, 1]``.
 
     Args:
         images: a list of ``(H, W, 3)`` images (sizes may differ), one
             ``(B, H, W, 3)`` array, or one ``(H, W, 3)`` image (a batch of
             one). uint8, or float holding 8-bit values in ``[0, 255]`` (rounded
-            to uint8 first, as every mode resamples 8-bit pixels).
+            to uint8 first, as every mode resamples 8-bit pixels). Float images whose
+            values all lie in ``[0, 1]`` are refused unless ``input_range`` says so.
         image_size: int ``S`` or ``(height, width)``.
         resize: ``"bilinear"`` (default; transformers SigLIP 2 fixed-res),
             ``"bicubic"`` (transformers SigLIP 1) or ``"big_vision"``; see the
             module docstring.
+        input_range: None (uint8, or floats holding 8-bit values), ``(0, 1)`` (float images
+            in ``[0, 1]``, multiplied by 255) or ``(0, 255)`` (accept float images of any
+            darkness); see ``keras_siglip.preprocessing.pixels``.
 
     Returns:
         float32 ``(B, height, width, 3)`` in ``[-1, 1]``.
@@ -65,11 +56,11 @@ def preprocess_images(images, image_size, *, resize="bilinear"):
         >>> x.shape, float(x.min())
         ((1, 224, 224, 3), -1.0)
     """
-    if resize not in RESIZE_MODES:
+    if not isinstance(resize, str) or resize not in RESIZE_MODES:
         raise ValueError(f"Unknown resize {resize!r}; expected one of {RESIZE_MODES}.")
-    size = _image_size(image_size)
+    size = check_size("image_size", image_size)
     results = []
-    for image in pixels.as_image_list(images):
+    for image in pixels.as_image_list(images, input_range):
         image = pixels.to_uint8(image)
         if resize == "big_vision":
             resized = resize_lib.tf_bilinear_resize(image, size)

@@ -22,6 +22,7 @@ import numbers
 
 import numpy as np
 
+from keras_siglip.arguments import check_int
 from keras_siglip.preprocessing import pixels
 from keras_siglip.preprocessing import resize as resize_lib
 
@@ -29,16 +30,11 @@ PIPELINES = ("transformers", "big_vision")
 
 
 def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}.")
-    return int(value)
+    return check_int(name, value)
 
 
 def _check_budget(max_num_patches):
-    if isinstance(max_num_patches, bool) or not isinstance(max_num_patches, numbers.Integral):
-        raise ValueError(f"max_num_patches must be a positive int, got {max_num_patches!r}.")
+    check_int("max_num_patches", max_num_patches, minimum=-(2**63))
     if max_num_patches < 1:
         raise ValueError(
             f"max_num_patches={max_num_patches} cannot hold a single patch; it must be >= 1."
@@ -110,18 +106,21 @@ def patchify(image, patch_size):
     return grid.reshape(gh * gw, ph * pw * c)
 
 
-def naflex_patchify(images, patch_size, max_num_patches, *, pipeline="transformers"):
+def naflex_patchify(images, patch_size, max_num_patches, *, pipeline="transformers",
+                    input_range=None):
     """Images of any sizes to the NaFlex input dict.
 
     Args:
         images: a list of ``(H, W, 3)`` images (sizes may differ), one
             ``(B, H, W, 3)`` array, or one ``(H, W, 3)`` image (a batch of
             one). uint8, or float holding 8-bit values in ``[0, 255]``; see
-            ``pixels`` for how floats are handled.
+            ``pixels`` for how floats are handled (floats all in ``[0, 1]`` are refused
+            unless ``input_range`` says so).
         patch_size: int, ``p``.
         max_num_patches: int, ``N_max``, the padded sequence length.
         pipeline: ``"transformers"`` (default) or ``"big_vision"``; see the
             module docstring.
+        input_range: None, ``(0, 1)`` or ``(0, 255)``, as for ``preprocess_images``.
 
     Returns:
         dict with
@@ -134,11 +133,11 @@ def naflex_patchify(images, patch_size, max_num_patches, *, pipeline="transforme
         >>> out["spatial_shapes"].tolist(), int(out["patch_mask"].sum())
         ([[11, 23]], 253)
     """
-    if pipeline not in PIPELINES:
+    if not isinstance(pipeline, str) or pipeline not in PIPELINES:
         raise ValueError(f"Unknown pipeline {pipeline!r}; expected one of {PIPELINES}.")
     p = _check_positive_int("patch_size", patch_size)
     max_num_patches = _check_budget(max_num_patches)
-    images = pixels.as_image_list(images)
+    images = pixels.as_image_list(images, input_range)
     batch = len(images)
     patches = np.zeros((batch, max_num_patches, p * p * 3), np.float32)
     mask = np.zeros((batch, max_num_patches), np.int32)

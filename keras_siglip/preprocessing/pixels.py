@@ -6,21 +6,85 @@ arrays holding 8-bit values in ``[0, 255]`` (not ``[0, 1]`` and not
 image is rounded to the nearest integer wherever the upstream resamples 8-bit
 pixels; only big_vision's NaFlex pipeline (``value_range`` before the resize)
 uses float pixels as they are.
+
+The range of float pixels is never guessed. A float image whose values all lie in ``[0, 1]`` is
+refused by default (it would come out nearly black: 1.0 is almost the darkest 8-bit value):
+pass ``input_range=(0, 1)`` for images in ``[0, 1]`` (they are multiplied by 255), or
+``input_range=(0, 255)`` to accept a float image that is truly that dark. ``input_range``
+(default None: uint8 or 8-bit values in ``[0, 255]``) is one of ``INPUT_RANGES``.
 """
 
 import numpy as np
 
+INPUT_RANGES = ((0, 255), (0, 1))
 
-def as_image_list(images):
+
+def check_input_range(input_range):
+    """``input_range`` as None or one of ``INPUT_RANGES``, else a ValueError listing them."""
+    if input_range is None:
+        return None
+    try:
+        value = tuple(float(v) for v in input_range)
+    except (TypeError, ValueError):
+        value = None
+    for allowed in INPUT_RANGES:
+        if value == allowed and not isinstance(input_range, str):
+            return allowed
+    raise ValueError(
+        f"input_range must be None (uint8, or floats holding 8-bit values in [0, 255]), "
+        f"(0, 255) or (0, 1); received {input_range!r}."
+    )
+
+
+def _check_values(i, im, input_range):
+    """Checks image ``i``'s values against ``input_range``; returns it in the 0-255 scale."""
+    if not np.all(np.isfinite(im)):
+        count = int(np.sum(~np.isfinite(im)))
+        raise ValueError(
+            f"Image {i} holds {count} NaN or inf value(s); pixels must be finite (fix or drop "
+            "the image)."
+        )
+    low, high = float(im.min()), float(im.max())
+    top = 1.0 if input_range == (0, 1) else 255.0
+    if low < 0 or high > top:
+        hint = (
+            " It looks already preprocessed to [-1, 1]: pass the raw pixels (uint8 0-255)."
+            if low < 0 and low >= -1 and high <= 1 else ""
+        )
+        where = "input_range=(0, 1)" if input_range == (0, 1) else "8-bit pixel values"
+        raise ValueError(
+            f"Image {i} has values in [{low:g}, {high:g}]; {where} must lie in [0, {top:g}].{hint}"
+        )
+    if input_range == (0, 1):
+        return im.astype(np.float64) * 255.0
+    if input_range is None and np.issubdtype(im.dtype, np.floating) and high <= 1.0:
+        raise ValueError(
+            f"Image {i} is {im.dtype} with all values in [{low:g}, {high:g}], inside [0, 1]: "
+            "float pixels are read as 8-bit values in [0, 255], so it would come out nearly "
+            "black. Pass input_range=(0, 1) for images in [0, 1], convert to uint8 "
+            "(np.round(x * 255).astype(np.uint8)), or pass input_range=(0, 255) if the values "
+            "really are 8-bit levels."
+        )
+    return im
+
+
+def as_image_list(images, input_range=None):
     """Validates images and returns them as a list of ``(H, W, 3)`` arrays.
 
     Args:
         images: a list of ``(H, W, 3)`` arrays (sizes may differ), one
             ``(B, H, W, 3)`` array, or one ``(H, W, 3)`` array (a batch of one).
+        input_range: None, ``(0, 255)`` or ``(0, 1)``; see the module docstring.
 
     Returns:
-        list of uint8 or float arrays, each ``(H, W, 3)``.
+        list of uint8 or float arrays, each ``(H, W, 3)``, with values in ``[0, 255]``.
     """
+    input_range = check_input_range(input_range)
+    if images is None or isinstance(images, (str, bytes, dict)):
+        raise TypeError(
+            f"images must be a (batch, height, width, 3) array or a list of (height, width, 3) "
+            f"arrays; received {type(images).__name__}."
+        )
     if isinstance(images, (list, tuple)):
         if not images:
             raise ValueError("Expected at least one image, got an empty list.")
@@ -41,6 +105,8 @@ def as_image_list(images):
                 f"Expected a (batch, height, width, 3) array, one (height, width, 3) image "
                 f"or a list of images; got an array of shape {array.shape}."
             )
+    if not arrays:
+        raise ValueError(f"Expected at least one image, got a batch of 0 (shape {array.shape}).")
     for i, im in enumerate(arrays):
         if im.shape[-1] != 3:
             raise ValueError(
@@ -50,14 +116,19 @@ def as_image_list(images):
         if im.shape[0] < 1 or im.shape[1] < 1:
             raise ValueError(f"Image {i} is empty: shape {im.shape}.")
         if im.dtype == np.uint8:
+            if input_range == (0, 1):
+                raise ValueError(
+                    f"Image {i} is uint8, which holds 0-255; input_range=(0, 1) is for float "
+                    "images. Drop input_range."
+                )
             continue
-        if not (np.issubdtype(im.dtype, np.floating) or np.issubdtype(im.dtype, np.integer)):
-            raise ValueError(f"Image {i} has dtype {im.dtype}; expected uint8 or float.")
-        if not np.all(np.isfinite(im)) or im.min() < 0 or im.max() > 255:
-            raise ValueError(
-                f"Image {i} has values in [{im.min()}, {im.max()}]; non-uint8 images must "
-                "hold 8-bit pixel values in [0, 255]."
+        if im.dtype == np.bool_ or not (
+            np.issubdtype(im.dtype, np.floating) or np.issubdtype(im.dtype, np.integer)
+        ):
+            raise TypeError(
+                f"Image {i} has dtype {im.dtype}; expected uint8 (0-255) or float pixels."
             )
+        arrays[i] = _check_values(i, im, input_range)
     return arrays
 
 

@@ -14,7 +14,8 @@
    retrieval (`evaluate`); a probability-matrix plot and the training curve (`plots`).
 
 `run` ties these together and reloads what a run wrote; `cli` holds the subcommand's options.
-Needs scikit-learn, sentencepiece and matplotlib, which the library itself does not.
+Needs scikit-learn, sentencepiece and matplotlib (the `demo` extra), which the library itself
+does not; `main_from_args` checks for them before any work starts.
 """
 
 import sys
@@ -50,6 +51,7 @@ from keras_siglip.apps.digits.run import (
     run_demo,
 )
 from keras_siglip.apps.digits.train import build_model
+from keras_siglip.extras import MissingDependencyError, require
 
 
 def main_from_args(args):
@@ -58,6 +60,11 @@ def main_from_args(args):
     Calls this package's `run_demo`, so that replacing it here also changes what the
     command runs.
     """
+    try:
+        require("demo", "python -m keras_siglip demo")
+    except MissingDependencyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.backend is not None and args.backend != keras.backend.backend():
         return run_in_child(args)
     try:
