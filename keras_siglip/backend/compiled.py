@@ -10,7 +10,7 @@ import contextlib
 import keras
 import numpy as np
 
-from keras_siglip.backend import torch_ops
+from keras_siglip.backend import jax_ops, tf_ops, torch_ops
 
 
 def is_concrete(x):
@@ -94,11 +94,13 @@ def predicts_through_graphs(model):
 def compiled_call(layer, inputs):
     """`layer(inputs)` through a cached compiled function of the backend.
 
-    JAX: `jax.jit` over `layer.stateless_call`. torch: the same function recorded once per input
-    signature with `make_fx` (an FX graph of the ATen calls eager mode makes, run without Keras'
-    per-layer Python work) under `torch.inference_mode()`, returning ordinary tensors. In both the
-    weights are arguments, so later weight updates are seen. TensorFlow: `tf.function` compiled
-    with XLA. Inputs are validated by the layer at trace time.
+    JAX: `jax.jit` over `layer.stateless_call`, with XLA's CPU dot library chosen by timing
+    (`jax_ops.jax_cpu_dot`). torch: the same function recorded once per input signature with
+    `make_fx` (an FX graph of the ATen calls eager mode makes, run without Keras' per-layer
+    Python work) under `torch.inference_mode()`, returning ordinary tensors. In both the weights
+    are arguments, so later weight updates are seen. TensorFlow: `tf.function`, compiled with
+    XLA or run by TensorFlow's graph executor as timing decides (`tf_ops.tf_cpu_compiler`).
+    Inputs are validated by the layer at trace time.
     """
     backend = keras.backend.backend()
     if backend == "torch":
@@ -106,20 +108,40 @@ def compiled_call(layer, inputs):
     if backend not in ("jax", "tensorflow"):
         return layer(inputs)
     cache = layer.__dict__.setdefault("_keras_siglip_compiled", {})
-    fn = cache.get(backend)
+    shape = typical_gemm(layer, inputs)
     if backend == "jax":
+        dot = jax_ops.jax_cpu_dot(*shape)
+        fn = cache.get((backend, dot))
         if fn is None:
             import jax
 
-            fn = cache[backend] = jax.jit(_stateless_forward(layer))
+            fn = cache[backend, dot] = jax.jit(
+                _stateless_forward(layer), compiler_options=jax_ops.compiler_options(dot)
+            )
         return fn(*_weight_values(layer), inputs)
+    compiler = tf_ops.tf_cpu_compiler(*shape)
+    fn = cache.get((backend, compiler))
     if fn is None:
         import tensorflow as tf
 
-        # XLA: fused elementwise work and the same dot kernels as JAX; measured faster than
-        # plain graph mode on the CPU (benchmarks/README.md).
-        fn = cache[backend] = tf.function(layer.__call__, jit_compile=True, reduce_retracing=True)
+        fn = cache[backend, compiler] = tf.function(
+            layer.__call__, jit_compile=compiler == "xla", reduce_retracing=True
+        )
     return fn(inputs)
+
+
+def typical_gemm(layer, inputs):
+    """`(m, k, n, dtype)`: the shape of the GEMMs that dominate a forward pass of `layer`.
+
+    `(k, n)` is the largest 2-D dense kernel (a block's MLP in a tower), `m` about the rows it
+    multiplies (256 tokens per example, at most 4096: kernel choices do not turn on the exact
+    count), `dtype` the layer's compute dtype. Kernel choices are timed on this shape.
+    """
+    kernels = [v.shape for v in layer.weights if v.path.endswith("kernel") and len(v.shape) == 2]
+    k, n = max(kernels, key=lambda s: s[0] * s[1]) if kernels else (256, 256)
+    leaves = keras.tree.flatten(inputs)
+    batch = int(leaves[0].shape[0]) if leaves and leaves[0].shape else 1
+    return min(max(batch, 1) * 256, 4096), int(k), int(n), layer.compute_dtype
 
 
 def _stateless_forward(layer):

@@ -13,21 +13,37 @@ import math
 import keras
 from keras import ops
 
-from keras_siglip.backend import torch_ops
+from keras_siglip.backend import jax_ops, tf_ops, torch_ops
 
 _PATCH_MATMUL_BACKENDS = ("jax", "torch")
 
 
-def affine(x, kernel, bias):
-    """`x @ kernel + bias` for a 2-D `x` and `kernel`.
+ACTIVATIONS = (None, "gelu_tanh")
 
-    On torch one GEMM with the bias inside it (`torch.addmm`, or oneDNN's linear for float32
-    inference where that is faster, see `torch_cpu_gemm`); elsewhere a matmul and an add,
-    which XLA fuses.
+
+def affine(x, kernel, bias, activation=None):
+    """`activation(x @ kernel + bias)` for a 2-D `x` and `kernel`.
+
+    `activation` is None or `"gelu_tanh"` (the tanh-approximated GELU of SigLIP's MLPs), applied
+    to the float32 sum before it is rounded to a reduced compute dtype, inside the GEMM's
+    epilogue where the kernel has one.
+
+    On torch one GEMM with the bias inside it (`torch.addmm`, or oneDNN's linear for
+    inference where that is faster, see `torch_cpu_gemm`). On JAX a dot that accumulates
+    bfloat16/float16 operands in float32 (`jax_ops.jax_affine`); on TensorFlow a matmul and an
+    add, which XLA fuses.
     """
-    if keras.backend.backend() == "torch":
-        return torch_ops.torch_affine(x, kernel, bias)
-    return ops.add(ops.matmul(x, kernel), bias)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}.")
+    backend = keras.backend.backend()
+    if backend == "torch":
+        return torch_ops.torch_affine(x, kernel, bias, activation)
+    if backend == "jax":
+        return jax_ops.jax_affine(x, kernel, bias, activation)
+    if backend == "tensorflow":
+        return tf_ops.tf_affine(x, kernel, bias, activation)
+    y = ops.add(ops.matmul(x, kernel), bias)
+    return y if activation is None else ops.gelu(y, approximate=True)
 
 
 def heads_major_attention(q, k, v, mask=None):
@@ -59,12 +75,20 @@ def heads_major_attention(q, k, v, mask=None):
 def dot_product_attention(q, k, v, mask=None):
     """Scaled dot-product attention of `(B, T, H, hd)` queries over `(B, S, H, hd)` keys/values.
 
-    torch: its fused kernel; elsewhere `heads_major_attention`. `mask` is bool, broadcastable to
-    `(B, H, T, S)`; False keys get zero weight. Returns `(B, T, H, hd)`.
+    `q`, `k`, `v` and the result `(B, T, H, hd)` are in the compute dtype; `mask` is bool,
+    broadcastable to `(B, H, T, S)`, and False keys get zero weight. The logits and the
+    softmax are float32 on every backend: torch runs its fused kernel
+    (`scaled_dot_product_attention`) in the compute dtype, as transformers does (for bfloat16
+    it accumulates and normalises in float32); JAX and TensorFlow run `heads_major_attention`
+    on operands cast to float32 (measured as fast as bfloat16 operands on JAX).
     """
     if keras.backend.backend() == "torch":
         return torch_ops.torch_fused_attention(q, k, v, mask)
-    return heads_major_attention(q, k, v, mask)
+    dtype = keras.backend.standardize_dtype(q.dtype)
+    if dtype == "float32":
+        return heads_major_attention(q, k, v, mask)
+    q, k, v = (ops.cast(t, "float32") for t in (q, k, v))
+    return ops.cast(heads_major_attention(q, k, v, mask), dtype)
 
 
 def patches_as_matmul():

@@ -4,33 +4,40 @@ Imported on every backend; torch itself is imported only when a function runs.
 """
 
 import functools
-import os
 
-TORCH_CPU_GEMMS = ("onednn", "addmm")
+from keras_siglip.backend import autotune
+
+TORCH_CPU_GEMMS = ("addmm", "onednn")  # the plain kernel first
+GEMM_ENV = "KERAS_SIGLIP_TORCH_CPU_GEMM"
 
 
-def torch_cpu_gemm():
-    """The kernel behind float32 inference matmuls on torch CPU tensors: "onednn" or "addmm".
+def torch_cpu_gemm(m=None, k=None, n=None, dtype="float32"):
+    """The kernel of an `(m, k) @ (k, n)` inference GEMM on torch CPU tensors: "addmm" or "onednn".
 
-    `$KERAS_SIGLIP_TORCH_CPU_GEMM` picks it. By default "onednn" where torch's CPU kernels run
-    AVX-512 (`torch.backends.cpu.get_cpu_capability()`) and torch has oneDNN, "addmm" elsewhere
-    (measured on the hosts listed in benchmarks/README.md). Both are float32 GEMMs; they differ
-    in summation order only (~1e-6).
+    `$KERAS_SIGLIP_TORCH_CPU_GEMM` (`addmm`, `onednn`, or `auto`) forces one. Otherwise both are
+    timed on this shape and dtype the first time it is met (`autotune.choose`, a few
+    milliseconds), and the faster is kept for the process: MKL's `addmm` and oneDNN's linear
+    trade places with the CPU (oneDNN 1.1-1.2x faster on an AMD EPYC host, 1.4x slower on a
+    Sapphire Rapids one, benchmarks/README.md). They differ in summation order only (~1e-6 in
+    float32). Without a shape, the forced kernel or None ("timed per shape").
     """
-    choice = os.environ.get("KERAS_SIGLIP_TORCH_CPU_GEMM")
-    if choice is None:
-        return _default_torch_cpu_gemm()
-    if choice not in TORCH_CPU_GEMMS:
+    forced = autotune.override(GEMM_ENV, TORCH_CPU_GEMMS)
+    if forced == "onednn" and "onednn" not in available_torch_cpu_gemms():
         raise ValueError(
-            f"KERAS_SIGLIP_TORCH_CPU_GEMM={choice!r} is not a known kernel; set it to one of "
-            f"{TORCH_CPU_GEMMS} or unset it for the default."
+            f"{GEMM_ENV}='onednn' but this torch build has no oneDNN linear operator "
+            "(torch.ops.mkldnn._linear_pointwise); set it to 'addmm' or 'auto'."
         )
-    if choice not in available_torch_cpu_gemms():
-        raise ValueError(
-            "KERAS_SIGLIP_TORCH_CPU_GEMM='onednn' but this torch build has no oneDNN linear "
-            "operator (torch.ops.mkldnn._linear_pointwise); set it to 'addmm'."
-        )
-    return choice
+    if forced is not None or m is None:
+        return forced
+    if len(available_torch_cpu_gemms()) == 1:
+        return "addmm"
+    key = (int(m), int(k), int(n), str(dtype))
+    decided = autotune.cached("torch_cpu_gemm", key)
+    if decided is not None:
+        return decided
+    return _on_plain_thread(
+        lambda: autotune.choose("torch_cpu_gemm", key, _gemm_candidates(*key))
+    )
 
 
 def available_torch_cpu_gemms():
@@ -38,12 +45,44 @@ def available_torch_cpu_gemms():
     return ("addmm", "onednn") if _onednn_linear() is not None else ("addmm",)
 
 
-@functools.cache
-def _default_torch_cpu_gemm():
+def _gemm_candidates(m, k, n, dtype):
+    """`autotune` candidates: each kernel on fresh `(m, k) @ (k, n) + bias` operands."""
+
+    def candidate(name):
+        def make():
+            import torch
+
+            dt = getattr(torch, dtype)
+            x, w, b = torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt), torch.randn(n, dtype=dt)
+            return lambda: _gemm(name, x, w, b)
+
+        return make
+
+    return {name: candidate(name) for name in available_torch_cpu_gemms()}
+
+
+def _on_plain_thread(fn):
+    """`fn()` on another thread, outside this thread's torch dispatch modes.
+
+    The first GEMM of a shape may come while `make_fx` records a graph; the recording is a
+    thread-local dispatch mode, so the timing runs on a thread of its own and nothing of it
+    enters the graph.
+    """
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
+
+
+def _gemm(name, x, kernel, bias):
     import torch
 
-    avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-    return "onednn" if avx512 and "onednn" in available_torch_cpu_gemms() else "addmm"
+    with torch.inference_mode():
+        if name == "onednn":
+            # The (out, in) view of the (in, out) kernel is what the operator takes; it repacks
+            # the weight for its own kernel, so no copy is kept here.
+            return _onednn_linear()(x, kernel.t(), bias, "none", [], "")
+        return torch.addmm(bias, x, kernel)
 
 
 @functools.cache
@@ -56,8 +95,9 @@ def _onednn_linear():
     return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 
 
-def torch_affine(x, kernel, bias):
-    """`x @ kernel + bias` on torch tensors as one GEMM (`torch_cpu_gemm` picks the kernel)."""
+def torch_affine(x, kernel, bias, activation=None):
+    """`activation(x @ kernel + bias)` on torch tensors as one GEMM (`torch_cpu_gemm` picks the
+    kernel); `activation` is None or "gelu_tanh", fused into oneDNN's linear as a post-op."""
     import torch
 
     # oneDNN's linear has no autograd formula (a backward through it would silently give no
@@ -69,14 +109,19 @@ def torch_affine(x, kernel, bias):
     if (
         not needs_grad
         and x.device.type == "cpu"
-        and x.dtype == kernel.dtype == bias.dtype == torch.float32
-        and torch_cpu_gemm() == "onednn"
+        and x.dtype == kernel.dtype == bias.dtype
+        and x.dtype in (torch.float32, torch.bfloat16)
     ):
-        # The (out, in) view of the (in, out) kernel is what the operator takes; it repacks the
-        # weight for its own kernel, so no copy is kept here.
-        return _onednn_linear()(x, kernel.t(), bias, "none", [], "")
+        (m, k), n = x.shape, kernel.shape[1]
+        if torch_cpu_gemm(m, k, n, str(x.dtype).removeprefix("torch.")) == "onednn":
+            if activation == "gelu_tanh":
+                return _onednn_linear()(x, kernel.t(), bias, "gelu", [], "tanh")
+            return _onednn_linear()(x, kernel.t(), bias, "none", [], "")
     # The bias added inside the GEMM, not in a second pass over the output.
-    return torch.addmm(bias, x, kernel)
+    y = torch.addmm(bias, x, kernel)
+    if activation == "gelu_tanh":
+        y = torch.nn.functional.gelu(y, approximate="tanh")
+    return y
 
 
 def torch_fused_attention(q, k, v, mask=None):

@@ -14,8 +14,8 @@ class MultiHeadAttention(keras.layers.Layer):
     The query, key and value kernels are `(W, H, hd)` with biases `(H, hd)`;
     the output kernel is `(H, hd, W)` with bias `(W,)`. These are exactly
     flax's `MultiHeadDotProductAttention` shapes, so checkpoints copy in
-    without transposes. The softmax runs in float32 whatever the compute
-    dtype.
+    without transposes. The attention logits and the softmax are float32
+    whatever the compute dtype (see `keras_siglip.backend.dot_product_attention`).
 
     Args:
         num_heads: int. Number of heads `H`; the head width is `W // H`.
@@ -71,12 +71,8 @@ class MultiHeadAttention(keras.layers.Layer):
         if key_mask is not None:
             # (B, S) -> (B, 1, 1, S): one mask for every head and query.
             mask = ops.cast(key_mask, "bool")[:, None, None, :]
-        compute_dtype = q.dtype
-        if compute_dtype != "float32":
-            q, k, v = (ops.cast(t, "float32") for t in (q, k, v))
-        x = dot_product_attention(q, k, v, mask)
-        x = ops.cast(x, compute_dtype)
-        return self.out(x)
+        # In the compute dtype; the kernel keeps the logits and the softmax in float32.
+        return self.out(dot_product_attention(q, k, v, mask))
 
     def compute_output_shape(self, query_shape, value_shape=None):
         return query_shape

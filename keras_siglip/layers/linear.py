@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_siglip.backend import affine
+from keras_siglip.backend.kernels import ACTIVATIONS
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
@@ -25,6 +26,9 @@ class Linear(keras.layers.Layer):
         input_axes: int. How many trailing input axes are contracted.
         kernel_initializer: initializer of the kernel (Glorot uniform, as
             Keras' `Dense` and `EinsumDense`).
+        activation: None or `"gelu_tanh"`: the tanh-approximated GELU applied
+            to the affine map, fused into the GEMM where the backend can
+            (and, in a reduced compute dtype, before rounding to it).
 
     Example:
     >>> proj = Linear((4, 8))
@@ -32,8 +36,18 @@ class Linear(keras.layers.Layer):
     (2, 5, 4, 8)
     """
 
-    def __init__(self, output_shape, input_axes=1, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(
+        self,
+        output_shape,
+        input_axes=1,
+        kernel_initializer="glorot_uniform",
+        activation=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}.")
+        self.activation = activation
         if isinstance(output_shape, int):
             output_shape = (output_shape,)
         self.units_shape = tuple(int(d) for d in output_shape)
@@ -60,7 +74,8 @@ class Linear(keras.layers.Layer):
         x = ops.reshape(x, (-1, in_size))
         kernel = ops.reshape(self.kernel, (in_size, out_size))
         bias = ops.reshape(self.bias, (out_size,))
-        return ops.reshape(affine(x, kernel, bias), (*leading, *self.units_shape))
+        y = affine(x, kernel, bias, self.activation)
+        return ops.reshape(y, (*leading, *self.units_shape))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[: -self.input_axes], *self.units_shape)
@@ -72,6 +87,7 @@ class Linear(keras.layers.Layer):
                 "output_shape": self.units_shape,
                 "input_axes": self.input_axes,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "activation": self.activation,
             }
         )
         return config

@@ -1,7 +1,6 @@
 """The transformer MLP: Dense -> tanh-approximated GELU -> Dense."""
 
 import keras
-from keras import ops
 
 from keras_siglip.layers.linear import Linear
 
@@ -27,7 +26,10 @@ class MLPBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.mlp_dim = int(mlp_dim)
         self.output_dim = output_dim
-        self.fc1 = Linear(self.mlp_dim, dtype=self.dtype_policy, name="fc1")
+        # The GELU is part of fc1 (`Linear(activation=...)`): one fused pass on the GEMM output.
+        self.fc1 = Linear(
+            self.mlp_dim, activation="gelu_tanh", dtype=self.dtype_policy, name="fc1"
+        )
         self.fc2 = None
 
     def build(self, input_shape):
@@ -37,9 +39,7 @@ class MLPBlock(keras.layers.Layer):
         self.fc2.build((*input_shape[:-1], self.mlp_dim))
 
     def call(self, x):
-        x = self.fc1(x)
-        x = ops.gelu(x, approximate=True)
-        return self.fc2(x)
+        return self.fc2(self.fc1(x))
 
     def compute_output_shape(self, input_shape):
         width = input_shape[-1] if self.output_dim is None else self.output_dim
