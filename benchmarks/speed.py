@@ -61,7 +61,16 @@ import numpy as np
 
 # This folder is on sys.path when a script here runs.
 from gemm import machine_info
-from speed_cases import BACKENDS, CASES, IMPLS, ROOT, _impl_backend, case_flops
+from speed_cases import (
+    BACKENDS,
+    CASES,
+    DEFAULT_CASES,
+    IMPLS,
+    ROOT,
+    _impl_backend,
+    case_dtype,
+    case_flops,
+)
 # `_median_interval`, `goal_target`, `pool_runs` and `_matmul_kernels` are not used here: they are
 # imported so that `speed.X` reaches them (tests/test_benchmarks.py).
 from speed_report import (
@@ -178,6 +187,8 @@ def run_benchmark(args):
                 for name, value in gflops.items():
                     peaks.setdefault(name, []).append(value)
             print(f"[speed] {label} done in {time.perf_counter() - round_start:.0f} s", flush=True)
+        for backend, w in workers.items():
+            info[backend]["kernel_choices"] = w.request(op="choices")["choices"]
     finally:
         for w in workers.values():
             w.close()
@@ -186,18 +197,20 @@ def run_benchmark(args):
 
 def _summarise(args, impls, times, outputs, peaks, info):
     peak_by_framework = {name: statistics.median(v) for name, v in peaks.items() if v}
-    machine_peak = max(peak_by_framework.values())
+    machine_peak = max(peak_by_framework.values()) if peak_by_framework else None
     rows = []
     for (case, impl), values in times.items():
         median = statistics.median(values)
         flops = case_flops(case)
         batch = CASES[case]["batch"]
-        row = dict(case=case, impl=impl, batch=batch, median_s=median,
+        row = dict(case=case, impl=impl, dtype=case_dtype(case), batch=batch, median_s=median,
                    min_s=min(values), max_s=max(values), repeats=len(values),
                    times_s=values, per_s=batch / median, gflops=flops / median / 1e9)
-        row["of_machine_peak"] = row["gflops"] / machine_peak
-        own = peak_by_framework.get(_own_kernel(impl, info))
-        row["of_framework_peak"] = row["gflops"] / own if own else None
+        # The peaks are float32 GEMMs on the CPU: no share of them for bfloat16 cases.
+        float32 = row["dtype"] == "float32" and machine_peak
+        row["of_machine_peak"] = row["gflops"] / machine_peak if float32 else None
+        own = max((peak_by_framework.get(k, 0) for k in _own_kernels(impl)), default=0)
+        row["of_framework_peak"] = row["gflops"] / own if float32 and own else None
         reference = times.get((case, "transformers"))
         row["vs_transformers"] = _paired_ratio(reference, values) if reference else None
         row["max_abs_diff"] = None
@@ -212,28 +225,31 @@ def _summarise(args, impls, times, outputs, peaks, info):
         for case, impl in times
         if case == "fixed_256" and ("naflex_256", impl) in times
     }
+    devices = {v.get("device", "cpu") for v in info.values()}
     return dict(rows=rows, matmul_gflops=peak_by_framework, machine_peak_gflops=machine_peak,
                 naflex_over_fixed=naflex_over_fixed, versions=info, threads=args.threads,
-                repeats=args.repeats, warmup=args.warmup, machine=machine_info())
+                repeats=args.repeats, warmup=args.warmup, machine=machine_info(),
+                devices=sorted(devices), date=time.strftime("%Y-%m-%d %H:%M %Z"),
+                command="python benchmarks/speed.py " + " ".join(args.argv))
 
 
-def _own_kernel(impl, info):
-    """The matmul kernel an implementation runs, for its "% own peak": transformers runs torch's
-    `addmm`; keras-torch the kernel its worker reported (`torch_cpu_gemm`)."""
+def _own_kernels(impl):
+    """The matmul kernels an implementation may run, for its "% own peak" (the fastest counts):
+    transformers runs torch's `addmm`; keras-torch `addmm` or oneDNN's linear, whichever times
+    faster per shape (`keras_siglip.backend.torch_cpu_gemm`); the others their framework's."""
     if impl == "transformers":
-        return "torch"
+        return ["torch"]
     backend = _impl_backend(impl)
-    if backend == "torch" and info.get("torch", {}).get("torch_cpu_gemm") == "onednn":
-        return "torch-onednn"
-    return backend
+    return ["torch", "torch-onednn"] if backend == "torch" else [backend]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(DEFAULT_CASES),
+                        help="default: the float32 and bfloat16 goal cases and NaFlex")
+    parser.add_argument("--repeats", type=int, default=11, help="timed rounds (default 11)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads per framework (default: all cores)")
@@ -247,6 +263,7 @@ def main(argv=None):
                         help="print (and plot) saved results instead of running; with several "
                              "files, also each ratio across the runs (--plot draws the first)")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.worker:
         return worker(args.worker, args.impls, args.cases, args.out_dir, args.threads)
     if args.from_json:
@@ -265,7 +282,11 @@ def main(argv=None):
         print_naflex_ratio(result)
         print_goals(result)
     if len(results) > 1:
-        print_pooled(results, [os.path.basename(p) for p in paths])
+        try:
+            print_pooled(results, [os.path.basename(p) for p in paths])
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results[0], f, indent=1)

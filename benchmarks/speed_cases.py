@@ -15,15 +15,25 @@ IMPLS = (
 )
 B16 = dict(patch=16, width=768, depth=12, mlp=3072, heads=12)
 TEXT = dict(vocab=32000, length=64, width=768, depth=12, mlp=3072, heads=12)
+F32, BF16 = "float32", "bfloat16"
 CASES = {
-    "vision_b1": dict(kind="vision", batch=1, image=224),
-    "vision_b8": dict(kind="vision", batch=8, image=224),
-    "vision_b32": dict(kind="vision", batch=32, image=224),
-    "two_tower": dict(kind="two_tower", batch=8, image=224),
-    "fixed_256": dict(kind="vision", batch=8, image=256),
-    "naflex_256": dict(kind="naflex", batch=8, budget=256),
-    "naflex_1024": dict(kind="naflex", batch=2, budget=1024),
+    "vision_b1": dict(kind="vision", batch=1, image=224, dtype=F32),
+    "vision_b8": dict(kind="vision", batch=8, image=224, dtype=F32),
+    "vision_b32": dict(kind="vision", batch=32, image=224, dtype=F32),
+    "two_tower": dict(kind="two_tower", batch=8, image=224, dtype=F32),
+    "fixed_256": dict(kind="vision", batch=8, image=256, dtype=F32),
+    "naflex_256": dict(kind="naflex", batch=8, budget=256, dtype=F32),
+    "naflex_1024": dict(kind="naflex", batch=2, budget=1024, dtype=F32),
+    # bfloat16: keras-siglip under keras.config.set_dtype_policy("bfloat16"), transformers with
+    # `.to(torch.bfloat16)`; the same weights, rounded to bfloat16 in both.
+    "vision_b1_bf16": dict(kind="vision", batch=1, image=224, dtype=BF16),
+    "vision_b8_bf16": dict(kind="vision", batch=8, image=224, dtype=BF16),
+    "two_tower_bf16": dict(kind="two_tower", batch=8, image=224, dtype=BF16),
+    "naflex_256_bf16": dict(kind="naflex", batch=8, budget=256, dtype=BF16),
 }
+# What a plain `python benchmarks/speed.py` runs: the goal cases in both dtypes and NaFlex.
+DEFAULT_CASES = ("vision_b1", "vision_b8", "two_tower", "fixed_256", "naflex_256",
+                 "vision_b1_bf16", "vision_b8_bf16", "two_tower_bf16")
 # Image sizes (height, width) whose NaFlex grids make the mixed batches.
 NAFLEX_IMAGES = [(512, 512), (480, 640), (640, 480), (360, 640), (640, 360), (400, 800),
                  (800, 400), (427, 640)]
@@ -73,3 +83,8 @@ def case_flops(case):
 def _impl_backend(impl):
     """The Keras backend whose worker runs `impl` (transformers runs in the torch worker)."""
     return "torch" if impl == "transformers" else impl.split("-", 1)[1]
+
+
+def case_dtype(case):
+    """The compute dtype of a case ("float32" for runs recorded before cases had one)."""
+    return CASES[case].get("dtype", F32) if case in CASES else F32

@@ -12,7 +12,7 @@ import numpy as np
 
 # This folder is on sys.path when a script here runs.
 from gemm import make_kernel, set_threads
-from speed_cases import B16, CASES, MATMUL_SHAPES, NAFLEX_IMAGES, ROOT, TEXT
+from speed_cases import B16, BF16, CASES, MATMUL_SHAPES, NAFLEX_IMAGES, ROOT, TEXT, case_dtype
 
 
 def _case_inputs(case):
@@ -46,60 +46,97 @@ def _model_key(case):
     return "fixed_256" if spec["image"] == 256 else "base"
 
 
+def _to_numpy(x):
+    """Any backend's tensor (CPU or GPU, any float dtype) as a float32 NumPy array."""
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(x, "float32")))
+
+
 class KerasSigLIP:
     """keras-siglip on the worker's backend, weights from `keras_siglip.testing.randomize_weights`.
 
-    `Transformers` copies these weights, so both compute the same function.
+    `Transformers` copies these weights, so both compute the same function. `dtypes` lists the
+    compute dtypes the cases need: each gets its own models (built under that dtype policy) with
+    the float32 models' weights.
     """
 
-    def __init__(self):
+    def __init__(self, dtypes=("float32",)):
+        import keras
+
+        from keras_siglip.testing import randomize_weights
+
+        self.models = {}
+        f32 = self.models["float32"] = self._build(randomize_weights)
+        for dtype in dtypes:
+            if dtype == "float32":
+                continue
+            previous = keras.config.dtype_policy()
+            keras.config.set_dtype_policy(dtype)
+            try:
+                built = self.models[dtype] = self._build(None)
+            finally:
+                keras.config.set_dtype_policy(previous)
+            for key, model in built.items():
+                model.set_weights(f32[key].get_weights())
+        self.base = f32["base"]
+
+    @staticmethod
+    def _build(randomize):
         from keras_siglip import SigLIP
         from keras_siglip.models import SigLIPNaFlexVisionEncoder, SigLIPVisionEncoder
-        from keras_siglip.testing import randomize_weights
 
         vision = dict(patch_size=B16["patch"], width=B16["width"], depth=B16["depth"],
                       mlp_dim=B16["mlp"], num_heads=B16["heads"])
-        self.base = SigLIP.from_preset("siglip_base_patch16_224", load_weights=False)
-        randomize_weights(self.base, seed=0)
+        base = SigLIP.from_preset("siglip_base_patch16_224", load_weights=False)
         # The other image towers share the base text tower (only their images are timed).
         fixed = SigLIPVisionEncoder(image_size=256, **vision, name="vision_encoder")
         naflex = SigLIPNaFlexVisionEncoder(**vision, position_grid_size=16, name="vision_encoder")
-        self.models = {"base": self.base}
-        for key, tower, seed in (("fixed_256", fixed, 1), ("naflex", naflex, 2)):
-            randomize_weights(tower, seed=seed)
-            self.models[key] = SigLIP(tower, self.base.text_encoder, name=f"siglip_{key}")
+        if randomize:
+            randomize(base, seed=0)
+            randomize(fixed, seed=1)
+            randomize(naflex, seed=2)
+        models = {"base": base}
+        for key, tower in (("fixed_256", fixed), ("naflex", naflex)):
+            models[key] = SigLIP(tower, base.text_encoder, name=f"siglip_{key}")
+        return models
 
     def runner(self, case, inputs):
-        spec = CASES[case]
+        spec, models = CASES[case], self.models[case_dtype(case)]
         if spec["kind"] == "two_tower":
-            model = self.base
+            model = models["base"]
 
             def run():
                 out = model.predict_on_batch(inputs)
-                return np.concatenate([np.asarray(out["image_embeddings"]),
-                                       np.asarray(out["text_embeddings"])])
+                return np.concatenate([_to_numpy(out["image_embeddings"]),
+                                       _to_numpy(out["text_embeddings"])])
 
             return run
-        model = self.models[_model_key(case)]
+        model = models[_model_key(case)]
         images = inputs if spec["kind"] == "naflex" else inputs["images"]
-        return lambda: np.asarray(model.encode_images(images))
+        return lambda: _to_numpy(model.encode_images(images))
 
 
 class Transformers:
-    """transformers models holding the same weights as `KerasSigLIP` (torch worker only)."""
+    """transformers models holding the same weights as `KerasSigLIP` (torch worker only); on a
+    CUDA machine they run on the GPU. bfloat16 cases run bfloat16 copies (`.to(torch.bfloat16)`)."""
 
-    def __init__(self, keras_impl):
+    def __init__(self, keras_impl, dtypes=("float32",)):
+        import copy
+
         import torch
         import transformers
 
         from keras_siglip.convert.transformers import checkpoint_state_dict, transformers_config
 
         self.torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.models = {}
+        f32 = self.models["float32"] = {}
         for key, cls in (("base", transformers.SiglipModel),
                          ("fixed_256", transformers.SiglipVisionModel),
                          ("naflex", transformers.Siglip2VisionModel)):
-            keras_model = keras_impl.models[key]
+            keras_model = keras_impl.models["float32"][key]
             target = keras_model if key == "base" else keras_model.vision_encoder
             state = checkpoint_state_dict(target)
             config = cls.config_class.from_dict(transformers_config(target))
@@ -109,40 +146,54 @@ class Transformers:
             )
             if unexpected or [m for m in missing if "position_ids" not in m]:
                 raise RuntimeError(f"transformers {key}: missing {missing}, unexpected {unexpected}")
-            self.models[key] = model
+            f32[key] = model.to(self.device)
+        for dtype in dtypes:
+            if dtype != "float32":
+                self.models[dtype] = {k: copy.deepcopy(m).to(getattr(torch, dtype))
+                                      for k, m in f32.items()}  # fmt: skip
 
     def runner(self, case, inputs):
         torch, spec = self.torch, CASES[case]
+        dtype = getattr(torch, case_dtype(case))
+        models = self.models[case_dtype(case)]
+
+        def tensor(x, cast=True):
+            t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+            return t.to(dtype) if cast else t
+
+        def result(t):
+            return t.float().cpu().numpy()
+
         if spec["kind"] == "naflex":
-            model = self.models["naflex"]
-            patches = torch.from_numpy(inputs["patches"])
-            mask = torch.from_numpy(inputs["patch_mask"])
-            shapes = torch.from_numpy(inputs["spatial_shapes"]).long()
+            model = models["naflex"]
+            patches = tensor(inputs["patches"])
+            mask = tensor(inputs["patch_mask"], cast=False)
+            shapes = tensor(inputs["spatial_shapes"], cast=False).long()
 
             def run():
                 with torch.no_grad():
                     out = model(pixel_values=patches, pixel_attention_mask=mask,
                                 spatial_shapes=shapes)
-                return out.pooler_output.numpy()
+                return result(out.pooler_output)
 
             return run
-        pixels = torch.from_numpy(inputs["images"].transpose(0, 3, 1, 2).copy())
+        pixels = tensor(inputs["images"].transpose(0, 3, 1, 2))
         if spec["kind"] == "two_tower":
-            model = self.models["base"]
-            ids = torch.from_numpy(inputs["token_ids"]).long()
+            model = models["base"]
+            ids = tensor(inputs["token_ids"], cast=False).long()
 
             def run():
                 with torch.no_grad():
                     out = model(input_ids=ids, pixel_values=pixels)
-                return torch.cat([out.image_embeds, out.text_embeds]).numpy()
+                return result(torch.cat([out.image_embeds, out.text_embeds]))
 
             return run
-        model = self.models[_model_key(case)]
+        model = models[_model_key(case)]
         model = model.vision_model if _model_key(case) == "base" else model
 
         def run():
             with torch.no_grad():
-                return model(pixel_values=pixels).pooler_output.numpy()
+                return result(model(pixel_values=pixels).pooler_output)
 
         return run
 
@@ -168,19 +219,19 @@ class KerasHub:
 
     def runner(self, case, inputs):
         spec = CASES[case]
-        if spec["kind"] == "naflex" or spec["image"] != 224:
-            return None  # KerasHub has no NaFlex tower; its towers are built for one size
+        if spec["kind"] == "naflex" or spec["image"] != 224 or case_dtype(case) != "float32":
+            return None  # no NaFlex tower in KerasHub; its towers are built for one size and dtype
         if spec["kind"] == "two_tower":
             backbone = self.backbone
-            return lambda: np.asarray(backbone.predict_on_batch(inputs)["vision_logits"])
+            return lambda: _to_numpy(backbone.predict_on_batch(inputs)["vision_logits"])
         images = inputs["images"]
-        return lambda: np.asarray(self.vision.predict_on_batch(images))
+        return lambda: _to_numpy(self.vision.predict_on_batch(images))
 
 
 def _matmul_kernels(backend):
     """The `gemm.make_kernel` names whose matmul peak a `backend` worker measures: the framework's
     matmul, and on torch also oneDNN's linear where torch has it (keras-siglip's float32 inference
-    kernel on AVX-512 CPUs, `keras_siglip.backend.torch_cpu_gemm`), so that the machine's
+    kernel where it times faster, `keras_siglip.backend.torch_cpu_gemm`), so that the machine's
     peak is the fastest GEMM any of them reaches."""
     if backend != "torch":
         return [backend]
@@ -216,6 +267,20 @@ def _matmul_timer(kernels):
     return measure
 
 
+def accelerator(backend):
+    """"cuda" (or another accelerator's platform name) when the backend runs on one, else None."""
+    if backend == "torch":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else None
+    if backend == "jax":
+        import jax
+
+        return None if jax.default_backend() == "cpu" else jax.default_backend()
+    import tensorflow as tf
+
+    return "cuda" if tf.config.list_logical_devices("GPU") else None
+
 
 def worker(backend, impls, cases, out_dir, threads):
     """Serve `{"op": ...}` requests from the coordinator, one JSON line per reply."""
@@ -232,12 +297,13 @@ def worker(backend, impls, cases, out_dir, threads):
         protocol.flush()
 
     built, runners = {}, {}
+    dtypes = sorted({case_dtype(case) for case in cases})
     try:
-        keras_impl = KerasSigLIP()
+        keras_impl = KerasSigLIP(dtypes)
         if f"keras-{backend}" in impls:
             built[f"keras-{backend}"] = keras_impl
         if "transformers" in impls:
-            built["transformers"] = Transformers(keras_impl)
+            built["transformers"] = Transformers(keras_impl, dtypes)
         if f"kerashub-{backend}" in impls:
             built[f"kerashub-{backend}"] = KerasHub()
         for case in cases:
@@ -246,16 +312,14 @@ def worker(backend, impls, cases, out_dir, threads):
                 run = obj.runner(case, inputs)
                 if run is not None:
                     runners[impl, case] = run
-        matmul = _matmul_timer(_matmul_kernels(backend))
-        info = {"keras": keras.__version__}
-        if backend == "torch":
-            from keras_siglip.backend import torch_cpu_gemm
+        device = accelerator(backend)
+        # Float32 matmul peaks are the CPU's: not measured on an accelerator.
+        matmul = (lambda: {}) if device else _matmul_timer(_matmul_kernels(backend))
+        info = {"keras": keras.__version__, "device": device or "cpu"}
+        if backend == "torch" and "transformers" in built:
+            import transformers
 
-            info["torch_cpu_gemm"] = torch_cpu_gemm()
-            if "transformers" in built:
-                import transformers
-
-                info["transformers"] = transformers.__version__
+            info["transformers"] = transformers.__version__
         reply(ready=sorted(f"{i}|{c}" for i, c in runners), info=info)
     except Exception as error:  # reported by the coordinator with the log's tail
         reply(error=f"{type(error).__name__}: {error}")
@@ -267,6 +331,11 @@ def worker(backend, impls, cases, out_dir, threads):
             break
         if request["op"] == "matmul":
             reply(gflops=matmul())
+            continue
+        if request["op"] == "choices":  # the kernel choices timed during the warm-up
+            from keras_siglip.backend import autotune
+
+            reply(choices=autotune.kernel_choices())
             continue
         impl, case = request["impl"], request["case"]
         start = time.perf_counter()
