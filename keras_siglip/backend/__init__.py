@@ -1,9 +1,11 @@
 """Everything that depends on the Keras backend, behind one dispatch point.
 
 The layers are written in `keras.ops`; where a backend has a faster kernel for the same math
-(torch's fused attention and its oneDNN/addmm GEMMs, the patch convolution as a matmul), the
-layers ask `kernels` for it. The models run inference through `compiled` (JAX `jit`,
-TensorFlow XLA, a recorded torch graph). No other module branches on `keras.backend.backend()`
+(torch's fused attention and its oneDNN/addmm GEMMs, bfloat16 dots that accumulate in float32 on
+JAX, the patch convolution as a matmul), the layers ask `kernels` for it. The models run
+inference through `compiled` (JAX `jit`, TensorFlow XLA or graph, a recorded torch graph). Where
+two kernels compete, `autotune` times them on this machine once per shape and keeps the faster
+(`kernel_choices()` lists the decisions). No other module branches on `keras.backend.backend()`
 for speed.
 """
 
@@ -15,6 +17,7 @@ from keras_siglip.backend.compiled import (
     no_grad,
     predicts_through_graphs,
 )
+from keras_siglip.backend.autotune import kernel_choices
 from keras_siglip.backend.gradients import value_and_grads
 from keras_siglip.backend.kernels import (
     affine,
@@ -39,6 +42,7 @@ __all__ = [
     "heads_major_attention",
     "inference_context",
     "is_concrete",
+    "kernel_choices",
     "no_grad",
     "patches_as_matmul",
     "predicts_through_graphs",
