@@ -5,18 +5,24 @@ the step once (TensorFlow relaxes the shapes after a second signature), so per-b
 see only symbolic shapes. The whole data set is therefore checked once, up front, with the same
 checks as an eager call: keys, matching example counts, shapes, dtypes, token ids, pixel values.
 A `tf.data.Dataset` is checked through its `element_spec` (shapes and dtypes); values the model
-only sees inside the compiled step are handled there (see `keras_siglip.models.validation`).
+only sees inside the step are handled there (see `keras_siglip.models.validation`). Inside
+Keras' steps (`step`) the towers check shapes and dtypes only, on every backend: torch runs its
+steps eagerly and could check values there, but then it would answer differently from JAX and
+TensorFlow, and copy accelerator inputs to the host on every batch.
 
-Training never applies a non-finite update: `guarded_optimizer` wraps the optimizer in Keras'
-`LossScaleOptimizer` with a constant scale of 1 (loss and gradients unchanged, bit for bit),
-which skips any step whose gradients hold NaN or inf, on every backend and inside the compiled
-step; `NonFiniteLossGuard` then stops `fit` with a `FloatingPointError` naming the batch.
+Training never applies a non-finite update: `guarded_optimizer` wraps the optimizer in a
+`NonFiniteStepGuard` (loss and gradients unchanged, bit for bit), which skips any step whose
+gradients hold NaN or inf, on every backend and inside the compiled step, for one pass over the
+gradients; `NonFiniteLossGuard` then stops `fit` (or `evaluate`) with a `FloatingPointError`
+naming the batch.
 """
+
+import contextlib
 
 import keras
 import numpy as np
 
-from keras_siglip.models.validation import static_shape
+from keras_siglip.models.validation import static_shape, token_id_error
 
 INPUT_KEYS = ("images", "token_ids")
 
@@ -100,18 +106,82 @@ def check_no_weights(caller, sample_weight, class_weight):
             )
 
 
-def check_text_rows(outputs):
+def check_text_rows(text_encoder, outputs):
     """After `predict` on data checked only inside the step: rows with clamped token ids."""
     text = outputs.get("text_embeddings") if isinstance(outputs, dict) else None
     if text is None:
         return
     bad = np.flatnonzero(np.isnan(np.asarray(text)).any(axis=-1))
-    if bad.size:
-        raise ValueError(
-            f"`token_ids` of example(s) {bad[:10].tolist()} hold ids outside the text tower's "
-            "vocabulary (or the text weights hold NaN), so their embeddings are NaN. Use the "
-            "tokenizer that matches this model."
+    if not bad.size:
+        return
+    weights = [np.asarray(keras.ops.convert_to_numpy(w)) for w in text_encoder.weights]
+    if not all(np.isfinite(w).all() for w in weights):  # the other cause of NaN embeddings
+        raise FloatingPointError(
+            f"The weights of '{text_encoder.name}' hold NaN or inf, so its embeddings are NaN. "
+            "Reload the weights (or the checkpoint) they were trained from."
         )
+    raise token_id_error(text_encoder, bad)
+
+
+@contextlib.contextmanager
+def step(model):
+    """Mark `model` as inside one of Keras' steps, whose data `fit`/`evaluate`/`predict` checked."""
+    outer = model.__dict__.get("_keras_siglip_in_step", False)
+    model.__dict__["_keras_siglip_in_step"] = True
+    try:
+        yield
+    finally:
+        model.__dict__["_keras_siglip_in_step"] = outer
+
+
+def in_step(model):
+    """Whether `model` runs inside a Keras step (see `step`)."""
+    return bool(model.__dict__.get("_keras_siglip_in_step"))
+
+
+def records_gradients(layer, training):
+    """Whether a call of `layer` must keep torch's autograd graph (see `inference_context`).
+
+    True when called with `training=True`, or while torch's module mode is "train": Keras' `fit`
+    puts the model it trains, and every layer inside it, in that mode (`train()`) and back
+    (`eval()`), so a tower inside a user's model trained with `fit` keeps its gradients even
+    when that model's `call` does not pass `training` on.
+    """
+    return bool(training) or layer.__dict__.get("_keras_siglip_train_mode", False)
+
+
+@contextlib.contextmanager
+def fitting(model):
+    """Around Keras' `fit`: torch's module mode ends as "eval", also when `fit` raises (Keras
+    switches it back only after a complete run)."""
+    try:
+        yield
+    finally:
+        if model.__dict__.get("_keras_siglip_train_mode"):
+            model.train(False)
+
+
+class KerasLoops:
+    """Mixin for a `keras.Model`: its train, test and predict steps run inside `step`, and its
+    torch module mode is remembered (`records_gradients`)."""
+
+    def train(self, mode=True):
+        # torch only (`torch.nn.Module.train`, which Keras' fit calls on the outer model and
+        # torch passes down to every layer); a fresh model counts as not training.
+        self.__dict__["_keras_siglip_train_mode"] = bool(mode)
+        return super().train(mode)
+
+    def train_step(self, *args, **kwargs):
+        with step(self):
+            return super().train_step(*args, **kwargs)
+
+    def test_step(self, *args, **kwargs):
+        with step(self):
+            return super().test_step(*args, **kwargs)
+
+    def predict_step(self, *args, **kwargs):
+        with step(self):
+            return super().predict_step(*args, **kwargs)
 
 
 def guarded_optimizer(optimizer):
@@ -119,34 +189,143 @@ def guarded_optimizer(optimizer):
     optimizer = keras.optimizers.get(optimizer)
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return optimizer  # skips non-finite steps already
-    # A constant scale of 1 (it would double only after 2**30 finite steps): the loss and the
-    # gradients are unchanged; only the skip of a non-finite step remains.
-    return keras.optimizers.LossScaleOptimizer(
-        optimizer, initial_scale=1.0, dynamic_growth_steps=2**30
-    )
+    return NonFiniteStepGuard(optimizer)
+
+
+@keras.saving.register_keras_serializable(package="keras_siglip")
+class NonFiniteStepGuard(keras.optimizers.LossScaleOptimizer):
+    """An optimizer that applies its `inner_optimizer`'s step only when every gradient is finite.
+
+    Keras' `LossScaleOptimizer` at a constant scale of 1, kept for its non-finite skip and its
+    serialization, with the cost of a step cut to one pass over the gradients: the check is one
+    sum of `g * 0` per gradient (0 where every entry is finite, NaN where one is NaN or inf; it
+    cannot overflow); the scale of 1 never multiplies the loss nor divides the gradients and is
+    never halved by a skipped step (so the steps after one are the bare optimizer's too). On
+    JAX the update is computed unconditionally and kept with a select per variable, which XLA fuses
+    into the update, instead of a conditional that copies the whole optimizer state. On
+    TensorFlow, sparse gradients (`tf.IndexedSlices`, the token embedding's) are made dense first:
+    Keras' Adam and AdamW update the moments of a repeated index once per occurrence, which sums
+    squared pieces instead of squaring their sum (and decays the moments once per occurrence), so
+    a batch that repeats a token id (every padded text) would get another update than on JAX and
+    torch.
+
+    Args:
+        inner_optimizer: the `keras.optimizers.Optimizer` that computes the update.
+    """
+
+    def __init__(self, inner_optimizer, initial_scale=1.0, dynamic_growth_steps=2**30, **kwargs):
+        super().__init__(
+            inner_optimizer,
+            initial_scale=initial_scale,
+            dynamic_growth_steps=dynamic_growth_steps,
+            **kwargs,
+        )
+
+    def check_finite(self, grads):
+        sums = [keras.ops.sum(keras.ops.multiply(keras.ops.cast(g, "float32"), 0.0))
+                for g in grads if g is not None]  # fmt: skip
+        return keras.ops.all(keras.ops.isfinite(keras.ops.stack(sums)))
+
+    def _own_count(self):
+        return len(self.variables) - len(self.inner_optimizer.variables)
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        finite = self.check_finite(grads)
+        own = list(optimizer_variables[: self._own_count()])
+        inner = list(optimizer_variables[self._own_count():])
+        new_trainable, new_inner = self.inner_optimizer.stateless_apply(
+            inner, grads, trainable_variables
+        )
+
+        def keep(new, old):
+            return [keras.ops.where(finite, n, o) for n, o in zip(new, old)]
+
+        return keep(new_trainable, trainable_variables), own + keep(new_inner, inner)
+
+    def scale_loss(self, loss):
+        return loss  # the scale is always 1: no multiply, the loss bit for bit
+
+    def _stateful_handle_finite_grads(self, grads, trainable_variables):
+        self.inner_optimizer.apply(grads, trainable_variables=trainable_variables)
+
+    def _stateful_handle_non_finite_grads(self):
+        pass  # skip the step; the scale stays 1 (a plain LossScaleOptimizer would halve it)
+
+    def apply(self, grads, trainable_variables=None):
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in grads]  # fmt: skip
+            return super().apply(grads, trainable_variables)  # a tf.cond; tf.distribute too
+        # Eager (torch's train step, JAX outside jit): decide in Python. A traced cond around
+        # stateful updates is what JAX cannot take; torch would sync on the check anyway.
+        if not self.built:
+            self.build(trainable_variables or self._trainable_variables)
+            self.built = True
+        if bool(keras.ops.convert_to_numpy(self.check_finite(grads))):
+            self.inner_optimizer.apply(grads, trainable_variables)
+
+
+def with_guard(callbacks, caller):
+    """`callbacks` (None, a list or a `CallbackList`) with one `NonFiniteLossGuard` in it."""
+    if not isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks = list(callbacks or [])
+    present = callbacks.callbacks if isinstance(callbacks, keras.callbacks.CallbackList) else (
+        callbacks)
+    if not any(isinstance(c, NonFiniteLossGuard) for c in present):
+        callbacks.append(NonFiniteLossGuard(caller))  # the one inside fit serves its evaluate
+    return callbacks
+
+
+_CAUSES = (
+    "Causes: NaN or inf pixels in the batch (find them with model.set_input_checks("
+    "finite=True)), token ids outside the vocabulary in data the model sees only inside the "
+    "step (tf.data, generators), or {last}."
+)
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stop `fit` with a `FloatingPointError` at the first batch whose loss is not finite."""
+    """Stop `fit` or `evaluate` with a `FloatingPointError` at the first non-finite loss.
 
-    def __init__(self):
+    Added by `SigLIP.fit` and `SigLIP.evaluate`. In training, the step of that batch changed no
+    weight (`guarded_optimizer` skips steps with non-finite gradients).
+    """
+
+    def __init__(self, caller="fit"):
         super().__init__()
+        self.caller = caller
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _loss(self, logs):
         loss = (logs or {}).get("loss")
-        if loss is None:
-            return
-        loss = float(np.asarray(keras.ops.convert_to_numpy(loss)))
-        if not np.isfinite(loss):
+        loss = None if loss is None else float(np.asarray(keras.ops.convert_to_numpy(loss)))
+        if loss is not None and not np.isfinite(loss) and keras.backend.backend() == "jax":
+            # JAX's loops detach the variables while they run and reattach them at the end:
+            # reattach now (the skipped step's state), as the loop will not after the raise.
+            self.model.jax_state_sync()
+        return loss
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = self._loss(logs)
+        if loss is not None and not np.isfinite(loss):
             raise FloatingPointError(
                 f"SigLIP.fit: the training loss became {loss} at epoch {self.epoch + 1}, batch "
                 f"{batch + 1}. The update of that step was not applied (the weights are those "
-                "from before the batch) and training stopped. Causes: NaN or inf pixels in the "
-                "batch (find them with model.set_input_checks(finite=True)), token ids outside "
-                "the vocabulary in data the model sees only inside the step (tf.data, "
-                "generators), or a diverging run (lower the learning rate)."
+                "from before the batch) and training stopped. "
+                + _CAUSES.format(last="a diverging run (lower the learning rate)")
+            )
+
+    def on_test_batch_end(self, batch, logs=None):
+        # Keras reports the running mean: the first non-finite one is this batch's.
+        loss = self._loss(logs)
+        if loss is not None and not np.isfinite(loss):
+            during = " (the validation pass of fit)" if self.caller == "fit" else ""
+            raise FloatingPointError(
+                f"SigLIP.evaluate{during}: the loss became {loss} at batch {batch + 1}; no "
+                "meaningful loss can be reported. "
+                + _CAUSES.format(last="weights that hold NaN")
             )

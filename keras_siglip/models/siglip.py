@@ -1,15 +1,22 @@
 """The two-tower SigLIP model: L2-normalised embeddings and sigmoid logits."""
 
+import contextlib
 import inspect
 import math
+import os
 
 import keras
 from keras import ops
 
 from keras_siglip import backend, distributed, registry
+from keras_siglip.architectures import PRESETS
+from keras_siglip.arguments import check_bool, check_float, check_int
 from keras_siglip.losses import SigmoidLoss, sigmoid_loss
 from keras_siglip.models import safety
-from keras_siglip.models.batching import batches
+from keras_siglip.models.batching import batches, num_examples
+from keras_siglip.models.naflex_vision_encoder import SigLIPNaFlexVisionEncoder
+from keras_siglip.models.text_encoder import SigLIPTextEncoder
+from keras_siglip.models.vision_encoder import SigLIPVisionEncoder
 
 
 def l2_normalize(x, epsilon=1e-8):
@@ -23,7 +30,7 @@ def l2_normalize(x, epsilon=1e-8):
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
-class SigLIP(keras.Model):
+class SigLIP(safety.KerasLoops, keras.Model):
     """SigLIP / SigLIP 2: an image tower and a text tower trained with the sigmoid loss.
 
     `logits[i, j] = exp(logit_scale) * <img_i, txt_j> + logit_bias` on
@@ -63,6 +70,15 @@ class SigLIP(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        for name, tower, kinds in (
+            ("vision_encoder", vision_encoder, (SigLIPVisionEncoder, SigLIPNaFlexVisionEncoder)),
+            ("text_encoder", text_encoder, (SigLIPTextEncoder,)),
+        ):
+            if not isinstance(tower, kinds):
+                raise TypeError(
+                    f"{name} must be a {' or a '.join(k.__name__ for k in kinds)}; received "
+                    f"{type(tower).__name__}."
+                )
         if vision_encoder.width != text_encoder.embed_dim:
             raise ValueError(
                 f"The image embedding width ({vision_encoder.width}) differs from the text "
@@ -71,9 +87,11 @@ class SigLIP(keras.Model):
             )
         self.vision_encoder = vision_encoder
         self.text_encoder = text_encoder
-        self.logit_scale_init = float(logit_scale_init)
-        self.logit_bias_init = float(logit_bias_init)
-        self.l2_epsilon = float(l2_epsilon)
+        self.logit_scale_init = check_float("logit_scale_init", logit_scale_init)
+        self.logit_bias_init = check_float("logit_bias_init", logit_bias_init)
+        self.l2_epsilon = check_float("l2_epsilon", l2_epsilon)
+        if self.l2_epsilon < 0:
+            raise ValueError(f"l2_epsilon must be >= 0; received {self.l2_epsilon}.")
         self._sigmoid_loss = None  # set by `compile`
         self._ring = "auto"
         self.logit_scale = self.add_weight(
@@ -109,6 +127,7 @@ class SigLIP(keras.Model):
         `torch.inference_mode()`); tensors being traced run inline. For gradients,
         call `model.vision_encoder(images)`.
         """
+        batch_size = check_int("batch_size", batch_size, allow_none=True)
         self.vision_encoder.validate(images)
         return self._encode(self.vision_encoder, images, batch_size)
 
@@ -119,22 +138,24 @@ class SigLIP(keras.Model):
             token_ids: int `(B, L)` from the matching tokenizer.
             batch_size: int or None. Encode this many examples at a time.
         """
+        batch_size = check_int("batch_size", batch_size, allow_none=True)
         self.text_encoder.validate(token_ids)
         return self._encode(self.text_encoder, token_ids, batch_size)
 
-    def validate(self, inputs, training=False, together=False):
+    def validate(self, inputs, training=False, together=False, values=True):
         """Raise a ValueError naming the problem unless `inputs` fit the model.
 
         `inputs` is the dict of `call`: its keys (with `training`, both towers' inputs, as many
         images as texts; with `together`, as `fit`/`predict` slice them, as many of each), then
-        each tower's entry (shapes and dtypes always; values when concrete: token ids against
-        the vocabulary, pixel dtype and range, NaFlex grids against mask and budget).
+        each tower's entry: shapes and dtypes always; with `values`, the values of host-resident
+        inputs too (token ids against the vocabulary, pixel range, NaFlex grids against mask
+        and budget).
         """
         safety.check_structure(inputs, training=training, together=together)
         if "images" in inputs:
-            self.vision_encoder.validate(inputs["images"])
+            self.vision_encoder.validate(inputs["images"], values)
         if "token_ids" in inputs:
-            self.text_encoder.validate(inputs["token_ids"])
+            self.text_encoder.validate(inputs["token_ids"], values)
 
     def set_input_checks(self, finite=None, image_range=None):
         """Turn the optional value checks of both towers on or off (`Tower.set_input_checks`).
@@ -149,14 +170,20 @@ class SigLIP(keras.Model):
 
     def __call__(self, inputs, *args, **kwargs):
         training = kwargs.get("training", args[0] if args else None)
-        self.validate(inputs, training=bool(training))
+        # Inside Keras' steps the data was checked up front (`fit`, `evaluate`, `predict`):
+        # values are left to the in-step clamp, alike on every backend and without copies.
+        self.validate(inputs, training=bool(training), values=not safety.in_step(self))
+        with self._towers_checked():
+            return super().__call__(inputs, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def _towers_checked(self):
+        """The model validated its whole input: the towers skip their own validation."""
         towers = (self.vision_encoder, self.text_encoder)
-        for tower in towers:  # checked above: the towers skip their own validation once
+        for tower in towers:
             tower.__dict__["_keras_siglip_checked"] = True
         try:
-            # On torch a call outside training records no autograd graph (plain outputs).
-            with backend.inference_context(training, inputs):
-                return super().__call__(inputs, *args, **kwargs)
+            yield
         finally:
             for tower in towers:
                 tower.__dict__.pop("_keras_siglip_checked", None)
@@ -165,11 +192,10 @@ class SigLIP(keras.Model):
         """Check the whole of `x` once, before Keras' loop (see `keras_siglip.models.safety`)."""
         inputs = safety.data_inputs(x)
         if inputs is None:
-            return False
+            return
         caller = f"SigLIP.{caller}"
         safety.check_structure(inputs, training=training, together=True, caller=caller)
         self.validate(inputs, training=training, together=True)
-        return isinstance(x, dict)
 
     def _bind(self, method, args, kwargs):
         return inspect.signature(method).bind(self, *args, **kwargs)
@@ -195,21 +221,24 @@ class SigLIP(keras.Model):
             validation_data = validation_data[0]
         if validation_data is not None:
             self._check_data("fit", validation_data, training=pairs)
-        callbacks = arguments.get("callbacks")
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            callbacks.append(safety.NonFiniteLossGuard())
-        else:
-            callbacks = list(callbacks or []) + [safety.NonFiniteLossGuard()]
-        arguments["callbacks"] = callbacks
-        return super().fit(*bound.args[1:], **bound.kwargs)
+        arguments["callbacks"] = safety.with_guard(arguments.get("callbacks"), "fit")
+        with safety.fitting(self):
+            return super().fit(*bound.args[1:], **bound.kwargs)
 
     def evaluate(self, *args, **kwargs):
-        """`keras.Model.evaluate`, with the data checked up front (as `fit`)."""
-        arguments = self._bind(keras.Model.evaluate, args, kwargs).arguments
+        """`keras.Model.evaluate`, with the data checked up front (as `fit`).
+
+        A batch whose loss is not finite (NaN pixels, token ids outside the vocabulary in data
+        seen only inside the step) stops it with a `FloatingPointError` naming the batch.
+        """
+        bound = self._bind(keras.Model.evaluate, args, kwargs)
+        arguments = bound.arguments
         if self._sigmoid_loss is not None:
             safety.check_no_weights("evaluate", arguments.get("sample_weight"), None)
-        self._check_data("evaluate", arguments.get("x"), training=self._sigmoid_loss is not None)
-        return super().evaluate(*args, **kwargs)
+        if not arguments.get("kwargs", {}).get("_use_cached_eval_dataset"):  # fit checked it
+            self._check_data("evaluate", arguments.get("x"), self._sigmoid_loss is not None)
+        arguments["callbacks"] = safety.with_guard(arguments.get("callbacks"), "evaluate")
+        return super().evaluate(*bound.args[1:], **bound.kwargs)
 
     def predict(self, *args, **kwargs):
         """`keras.Model.predict`, with the data checked up front.
@@ -219,25 +248,27 @@ class SigLIP(keras.Model):
         ValueError naming those examples instead of returning them.
         """
         x = self._bind(keras.Model.predict, args, kwargs).arguments.get("x")
-        checked = self._check_data("predict", x, training=False)
+        self._check_data("predict", x, training=False)
         outputs = super().predict(*args, **kwargs)
-        if not checked:
-            safety.check_text_rows(outputs)
+        # Values only seen inside the steps (a dataset, accelerator arrays): NaN rows tell.
+        safety.check_text_rows(self.text_encoder, outputs)
         return outputs
 
     def predict_step(self, *args):
-        if not backend.predicts_through_graphs(self):
-            return super().predict_step(*args)
-        (data,) = args
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        self.validate(x, together=True)
-        return backend.compiled_call(self, x)
+        with safety.step(self):
+            if not backend.predicts_through_graphs(self):
+                return super().predict_step(*args)
+            (data,) = args
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+            self.validate(x, together=True, values=False)
+            with self._towers_checked():
+                return backend.compiled_call(self, x)
 
     def _encode(self, tower, inputs, batch_size):
         leaves = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
         if not all(backend.is_concrete(x) for x in leaves):
             return tower(inputs)
-        if batch_size is None:
+        if batch_size is None or num_examples(inputs) <= batch_size:
             return backend.compiled_call(tower, inputs)
         parts = [backend.compiled_call(tower, piece) for piece, _ in batches(inputs, batch_size)]
         return ops.concatenate(parts, axis=0)
@@ -249,23 +280,26 @@ class SigLIP(keras.Model):
         return scale * ops.matmul(image_embeddings, ops.transpose(text_embeddings)) + bias
 
     def call(self, inputs, training=None):
-        outputs = {}
-        if "images" in inputs:
-            outputs["image_embeddings"] = l2_normalize(
-                self.vision_encoder(inputs["images"]), self.l2_epsilon
-            )
-        if "token_ids" in inputs:
-            outputs["text_embeddings"] = l2_normalize(
-                self.text_encoder(inputs["token_ids"]), self.l2_epsilon
-            )
-        if training:
-            outputs["logit_scale"] = ops.cast(self.logit_scale, "float32")
-            outputs["logit_bias"] = ops.cast(self.logit_bias, "float32")
-        elif len(outputs) == 2:
-            outputs["logits"] = self.logits(
-                outputs["image_embeddings"], outputs["text_embeddings"]
-            )
-        return outputs
+        # Outside training torch records no autograd graph (`backend.inference_context`): the
+        # outputs are plain tensors, `np.asarray` works as on JAX and TensorFlow.
+        with backend.inference_context(safety.records_gradients(self, training), inputs):
+            outputs = {}
+            if "images" in inputs:
+                outputs["image_embeddings"] = l2_normalize(
+                    self.vision_encoder(inputs["images"]), self.l2_epsilon
+                )
+            if "token_ids" in inputs:
+                outputs["text_embeddings"] = l2_normalize(
+                    self.text_encoder(inputs["token_ids"]), self.l2_epsilon
+                )
+            if training:
+                outputs["logit_scale"] = ops.cast(self.logit_scale, "float32")
+                outputs["logit_bias"] = ops.cast(self.logit_bias, "float32")
+            elif len(outputs) == 2:
+                outputs["logits"] = self.logits(
+                    outputs["image_embeddings"], outputs["text_embeddings"]
+                )
+            return outputs
 
     # ----------------------------------------------------------------------------------
     # Training with the sigmoid loss.
@@ -290,9 +324,10 @@ class SigLIP(keras.Model):
                 single-device loss. Asking for a ring where it cannot run
                 raises an error at the first training step.
 
-        The optimizer is wrapped in Keras' `LossScaleOptimizer` with a constant scale of 1 (one
-        you pass is kept): a step whose gradients hold NaN or inf changes no weight, and `fit`
-        stops with a `FloatingPointError`. `model.optimizer.inner_optimizer` is yours.
+        The optimizer is wrapped in a `NonFiniteStepGuard` (a Keras `LossScaleOptimizer` at a
+        constant scale of 1; a `LossScaleOptimizer` you pass is kept): a step whose gradients
+        hold NaN or inf changes no weight, and `fit` stops with a `FloatingPointError`.
+        `model.optimizer.inner_optimizer` is yours.
         """
         if ring not in ("auto", "ring", "bidir", None):
             raise ValueError(f"ring must be 'auto', 'ring', 'bidir' or None; received {ring!r}.")
@@ -376,8 +411,21 @@ class SigLIP(keras.Model):
             preset: a name from `keras_siglip.list_presets()`, or a path to a
                 `.keras` file, a transformers folder or a big_vision `.npz`.
             load_weights: bool. False builds the architecture with random
-                weights (names only).
+                weights (for a path: the architecture the checkpoint describes).
             **overrides: architecture arguments that replace the preset's
                 (e.g. `image_size=(256, 320)`).
         """
+        if not isinstance(preset, (str, os.PathLike)):
+            raise TypeError(
+                f"preset must be a preset name (str, see keras_siglip.list_presets()) or a path; "
+                f"received {preset!r} ({type(preset).__name__})."
+            )
+        load_weights = check_bool("load_weights", load_weights, where="from_preset")
+        if not load_weights and str(preset) not in PRESETS and registry.looks_like_checkpoint(
+            str(preset)
+        ):
+            # The checkpoint's architecture (as it describes it, overrides applied), with
+            # fresh random weights: read once for its sizes, then built anew from its config.
+            loaded = registry.from_preset(cls, preset, load_weights=True, **overrides)
+            return type(loaded).from_config(loaded.get_config())
         return registry.from_preset(cls, preset, load_weights=load_weights, **overrides)
