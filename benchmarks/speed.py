@@ -10,13 +10,20 @@ Implementations (`--impls`):
   kerashub-jax, kerashub-tensorflow,         KerasHub's `SigLIPBackbone` (and its vision encoder)
   kerashub-torch                             through `predict_on_batch`, when keras_hub is installed.
 
-Cases (`--cases`), float32, random weights:
+Cases (`--cases`), random weights, float32 unless named `_bf16`:
   vision_b1, vision_b8, vision_b32   the B/16@224 image tower (196 tokens), `encode_images` at batch 1/8/32
   two_tower                          the full B/16@224 model: 8 images + 8 texts of 64 tokens -> logits
   fixed_256                          the fixed-resolution B/16 tower at 256x256 (256 tokens), batch 8
   naflex_256                         the SigLIP 2 NaFlex B/16 tower, 256-patch budget, batch 8 of mixed
                                      aspect ratios (1:1 ... 1:2; each grid fills the budget as NaFlex does)
   naflex_1024                        the same with a 1024-patch budget, batch 2
+  vision_b1_bf16, vision_b8_bf16,    bfloat16: keras-siglip built under the "bfloat16" dtype policy,
+  two_tower_bf16, naflex_256_bf16    transformers `.to(torch.bfloat16)`, the same weights rounded
+The default runs the goal cases in both dtypes and the NaFlex pair (`speed_cases.DEFAULT_CASES`).
+
+On a machine with a CUDA GPU the workers run there (JAX, TensorFlow and torch as their builds
+find it, transformers moved to "cuda"); no code change is needed. The float32 matmul peaks are
+the CPU's and are left out there.
 
 How it measures:
   * Each Keras backend runs in its own worker process (a backend is fixed at import); transformers
@@ -40,8 +47,12 @@ How it measures:
     the case must do (2mnk for every dense layer, convolution and attention product, padded tokens
     included); elementwise work is not counted.
 
+Every JSON records the host (CPU model, cores, SIMD extensions), the date, the command, the
+devices and each worker's timed kernel choices; `--from-json` with several files refuses runs of
+different hosts.
+
 Usage:
-  python benchmarks/speed.py                                  # all cases (~20 min on 2 cores)
+  python benchmarks/speed.py                                  # the default cases, 11 rounds
   python benchmarks/speed.py --cases vision_b8 two_tower --repeats 3
   python benchmarks/speed.py --impls keras-jax transformers --json speed.json --plot speed.png
   python benchmarks/speed.py --from-json benchmarks/speed.json      # the recorded run's table

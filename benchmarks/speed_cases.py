@@ -15,7 +15,7 @@ IMPLS = (
 )
 B16 = dict(patch=16, width=768, depth=12, mlp=3072, heads=12)
 TEXT = dict(vocab=32000, length=64, width=768, depth=12, mlp=3072, heads=12)
-F32, BF16 = "float32", "bfloat16"
+F32, BF16, MIXED = "float32", "bfloat16", "mixed_bfloat16"
 CASES = {
     "vision_b1": dict(kind="vision", batch=1, image=224, dtype=F32),
     "vision_b8": dict(kind="vision", batch=8, image=224, dtype=F32),
@@ -30,10 +30,12 @@ CASES = {
     "vision_b8_bf16": dict(kind="vision", batch=8, image=224, dtype=BF16),
     "two_tower_bf16": dict(kind="two_tower", batch=8, image=224, dtype=BF16),
     "naflex_256_bf16": dict(kind="naflex", batch=8, budget=256, dtype=BF16),
+    # Keras' "mixed_bfloat16": float32 variables, bfloat16 compute (transformers in bfloat16).
+    "vision_b8_mixed": dict(kind="vision", batch=8, image=224, dtype=MIXED),
 }
 # What a plain `python benchmarks/speed.py` runs: the goal cases in both dtypes and NaFlex.
 DEFAULT_CASES = ("vision_b1", "vision_b8", "two_tower", "fixed_256", "naflex_256",
-                 "vision_b1_bf16", "vision_b8_bf16", "two_tower_bf16")
+                 "vision_b1_bf16", "vision_b8_bf16", "two_tower_bf16", "vision_b8_mixed")
 # Image sizes (height, width) whose NaFlex grids make the mixed batches.
 NAFLEX_IMAGES = [(512, 512), (480, 640), (640, 480), (360, 640), (640, 360), (400, 800),
                  (800, 400), (427, 640)]
@@ -86,5 +88,10 @@ def _impl_backend(impl):
 
 
 def case_dtype(case):
-    """The compute dtype of a case ("float32" for runs recorded before cases had one)."""
+    """The Keras dtype policy of a case ("float32" for runs recorded before cases had one)."""
     return CASES[case].get("dtype", F32) if case in CASES else F32
+
+
+def torch_dtype_name(case):
+    """The dtype transformers runs a case in: bfloat16 for both bfloat16 policies."""
+    return F32 if case_dtype(case) == F32 else BF16

@@ -12,7 +12,16 @@ import numpy as np
 
 # This folder is on sys.path when a script here runs.
 from gemm import make_kernel, set_threads
-from speed_cases import B16, BF16, CASES, MATMUL_SHAPES, NAFLEX_IMAGES, ROOT, TEXT, case_dtype
+from speed_cases import (
+    B16,
+    CASES,
+    MATMUL_SHAPES,
+    NAFLEX_IMAGES,
+    ROOT,
+    TEXT,
+    case_dtype,
+    torch_dtype_name,
+)
 
 
 def _case_inputs(case):
@@ -147,15 +156,14 @@ class Transformers:
             if unexpected or [m for m in missing if "position_ids" not in m]:
                 raise RuntimeError(f"transformers {key}: missing {missing}, unexpected {unexpected}")
             f32[key] = model.to(self.device)
-        for dtype in dtypes:
-            if dtype != "float32":
-                self.models[dtype] = {k: copy.deepcopy(m).to(getattr(torch, dtype))
-                                      for k, m in f32.items()}  # fmt: skip
+        if any(dtype != "float32" for dtype in dtypes):  # both bfloat16 policies: one copy
+            self.models["bfloat16"] = {k: copy.deepcopy(m).to(torch.bfloat16)
+                                       for k, m in f32.items()}  # fmt: skip
 
     def runner(self, case, inputs):
         torch, spec = self.torch, CASES[case]
-        dtype = getattr(torch, case_dtype(case))
-        models = self.models[case_dtype(case)]
+        dtype = getattr(torch, torch_dtype_name(case))
+        models = self.models[torch_dtype_name(case)]
 
         def tensor(x, cast=True):
             t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)

@@ -1,5 +1,10 @@
 """keras-siglip: SigLIP and SigLIP 2 in Keras 3, on JAX, TensorFlow and PyTorch."""
 
+# Before Keras is imported: an install without Keras' default backend gets an installed one.
+from keras_siglip.extras import choose_backend as _choose_backend  # isort: skip
+
+_choose_backend()
+
 from keras_siglip.losses import SigmoidLoss, sigmoid_loss
 from keras_siglip.models import (
     SigLIP,

@@ -3,7 +3,8 @@
 A wrong *type* (a str, a float or a bool where an int is wanted) raises a `TypeError`; a value
 of the right type outside its range raises a `ValueError`. Either message names the argument,
 the value received and what is allowed, and is the same on every Keras backend (nothing here
-imports Keras).
+imports Keras). A value outside a fixed set of choices (a mode name such as `resize="bicubic"`)
+raises a `ValueError` listing the choices, whatever its type.
 
 `check_tower_config(kind, config)` checks a tower's keyword arguments against the schema of
 that tower (`TOWER_SCHEMAS`): every path that builds a tower (presets and their overrides,
@@ -28,16 +29,24 @@ def _where(where):
 
 
 def check_int(name, value, *, minimum=1, where=None, allow_none=False):
-    """`value` as an int `>= minimum`; bools, floats and strings are refused (`TypeError`)."""
+    """`value` as an int `>= minimum` (any int when `minimum` is None).
+
+    bools, floats (even `2.0`) and strings are refused with a `TypeError`; an int below
+    `minimum` with a `ValueError`.
+    """
     if value is None and allow_none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         none = " or None" if allow_none else ""
+        hint = ""
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and (
+            math.isfinite(value) and float(value).is_integer()
+        ):
+            hint = f" Pass {name}={int(value)}."
         raise TypeError(
-            f"{_where(where)}{name} must be an int{none}; received {_describe(value)}. "
-            f"Pass an integer >= {minimum}, e.g. {name}={max(minimum, 1)}."
+            f"{_where(where)}{name} must be an int{none}; received {_describe(value)}.{hint}"
         )
-    if value < minimum:
+    if minimum is not None and value < minimum:
         kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{_where(where)}{name} must be {kind}; received {int(value)}.")
     return int(value)
@@ -53,8 +62,14 @@ def check_bool(name, value, *, where=None):
 
 
 def check_optional_bool(name, value, *, where=None):
-    """`value` as None, True or False."""
-    return None if value is None else check_bool(name, value, where=where)
+    """`value` as None, True or False; anything else is refused (`TypeError`)."""
+    if value is None:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{_where(where)}{name} must be True, False or None; received {_describe(value)}."
+        )
+    return bool(value)
 
 
 def check_float(name, value, *, positive=False, where=None):

@@ -6,20 +6,13 @@ import logging
 import sys
 from pathlib import Path
 
-from keras_siglip.convert import (
-    load_big_vision,
-    load_transformers,
-    save_big_vision,
-    save_transformers,
-)
+from keras_siglip import registry
 from keras_siglip.convert.io import (
-    atomic_output,
-    check_destination,
-    load_keras_file,
     path_format,
     show_progress,
     unknown_format_message,
 )
+from keras_siglip.extras import MissingDependencyError, require
 from keras_siglip.models import SigLIP
 
 
@@ -67,19 +60,6 @@ def _progress():
     return show_progress
 
 
-def _counter(items, total, desc):
-    """The plain counter `_progress` falls back to without tqdm."""
-    return show_progress(items, total, desc, use_tqdm=False)
-
-
-def _format(path):
-    """'keras', 'big_vision' or 'transformers', from the path alone."""
-    found = path_format(path)
-    if found is None:
-        raise ValueError(unknown_format_message(path))
-    return found
-
-
 @contextlib.contextmanager
 def _notes_on_stderr():
     """Show the converters' notes (what was taken from config.json on trust) as `note:` lines."""
@@ -98,60 +78,160 @@ def _notes_on_stderr():
         logger.propagate = propagate
 
 
-def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overwrite=False,
-            progress=None):
-    """Convert a checkpoint between the .keras, big_vision .npz and transformers formats.
+# The formats by how a user names them on the command line, for messages.
+_DST_FORMS = ("a .keras file, a .npz (big_vision), a .safetensors file (open_clip) or a folder "
+              "(transformers; a new KerasHub preset folder needs --to keras_hub)")
 
-    Formats come from the paths: a `.keras` file, a `.npz` file, otherwise a
-    transformers folder. `image_size`, `preset` and `posemb_resize` apply to
-    big_vision sources (see `load_big_vision`). The output is written
-    atomically: after an error nothing is at `dst`. An existing `dst` is
-    replaced only with `overwrite=True`, and then only if the tool wrote it (a
-    file of DST's format, a folder of checkpoint files only); a DST that is or
-    contains SRC is always refused. `progress` is an optional tqdm-like
-    callable shown over the tensors.
+
+def _source_format(src, src_format):
+    """SRC's format: given, else recognised from what is there (`registry.detect_format`)."""
+    if src_format is not None:
+        if src_format not in registry.format_names():
+            raise ValueError(f"--from {src_format!r} is no format; known: "
+                             f"{', '.join(registry.format_names())}.")
+        return src_format
+    try:
+        return registry.detect_format(src)
+    except ValueError:
+        # Not recognisable as it is (a truncated file, a folder without its config): the
+        # path's own kind, so that its reader says what is wrong with it.
+        found = path_format(src)
+        if found is None:
+            raise
+        return found
+
+
+def _target_format(dst, dst_format):
+    """DST's format: given, else named by the path (`registry.output_format`)."""
+    writable = registry.format_names(writable=True)
+    if dst_format is not None:
+        if dst_format not in writable:
+            raise ValueError(f"--to {dst_format!r} is no format this tool writes; writable: "
+                             f"{', '.join(writable)}.")
+        return dst_format
+    try:
+        return registry.output_format(dst)
+    except ValueError:
+        raise ValueError(
+            f"{dst} names no checkpoint format this tool writes (its suffix is "
+            f"{Path(dst).suffix!r}): DST is {_DST_FORMS}. Or name the format with --to "
+            f"({', '.join(writable)})."
+        ) from None
+
+
+def convert(src, dst, *, image_size=None, preset=None, posemb_resize=None, overwrite=False,
+            progress=None, src_format=None, dst_format=None, open_clip_config=None,
+            tokenizer=None, processor=True, notes=None):
+    """Convert a checkpoint between the formats keras-siglip reads and writes.
+
+    The formats: a `.keras` file, a big_vision `.npz`, a transformers folder, a KerasHub
+    `SigLIPBackbone` preset folder and an open_clip SigLIP `.safetensors` state dict (as SRC also
+    an open_clip hub folder). SRC's format is recognised from what is there; DST's from the path
+    (`.keras`, `.npz`, `.safetensors`, an existing KerasHub preset, otherwise a transformers
+    folder); `src_format` / `dst_format` name them when that is not enough (a new KerasHub
+    folder: `dst_format="keras_hub"`).
+
+    Args:
+        src, dst: the paths.
+        image_size, preset, posemb_resize: for big_vision sources (see `load_big_vision`).
+        overwrite: replace an existing DST, only if the tool wrote it (a file of DST's format,
+            a folder of that format's files only); a DST that is or contains SRC is always
+            refused.
+        progress: optional tqdm-like callable shown over the tensors.
+        src_format, dst_format: a registered format name (`keras`, `big_vision`, `keras_hub`,
+            `open_clip`, `transformers`), when the path cannot tell.
+        open_clip_config: the open_clip config name of an open_clip SRC (instead of inferring
+            it from the shapes) or to record in an open_clip DST (checked against the tensors).
+        tokenizer: SentencePiece model for a KerasHub DST (default: SRC's, when it is a KerasHub
+            or transformers folder holding one).
+        processor: carry SRC's processor (tokenizer and image settings, when SRC has them) over:
+            into a transformers DST (its tokenizer and preprocessor files, written in the same
+            atomic step), or beside a `.keras` DST as `NAME.processor/` (checked before anything
+            is written). False writes the weights only.
+        notes: optional list; what was not carried over, and why, is appended to it.
+
+    Returns:
+        DST as a `Path`. The output is written atomically: after an error nothing is at DST.
     """
     src, dst = Path(src), Path(dst)
-    source, target = _format(src), _format(dst)
-    big_vision_options = (image_size, preset, posemb_resize)
-    if any(o is not None for o in big_vision_options) and source != "big_vision":
+    target = _target_format(dst, dst_format)
+    source = _source_format(src, src_format)
+    if any(o is not None for o in (image_size, preset, posemb_resize)) and source != "big_vision":
         raise ValueError(
             "--image-size, --preset and --posemb-resize apply to big_vision (.npz) sources only."
         )
-    if src.resolve() == dst.resolve():
+    if open_clip_config is not None and "open_clip" not in (source, target):
+        raise ValueError("--open-clip-config applies when SRC or DST is an open_clip checkpoint.")
+    if tokenizer is not None and target != "keras_hub":
+        raise ValueError("--tokenizer applies to a KerasHub DST (--to keras_hub) only.")
+    if src.exists() and dst.exists() and src.resolve() == dst.resolve():
         raise ValueError("SRC and DST are the same path.")
     if not src.exists():
         raise FileNotFoundError(f"{src} does not exist.")
     sources = (src,)
-    check_destination(dst, overwrite, folder=target == "transformers", sources=sources)
+    registry.check_output(dst, target, overwrite=overwrite, sources=sources)
+    notes = [] if notes is None else notes
+    carried = _source_processor(src, preset, target, notes) if processor else None
+    if carried is not None and target == "keras":
+        from keras_siglip.convert.safe_write import check_destination
+        from keras_siglip.processor import keras_sidecar
+        from keras_siglip.processor.sources import PROCESSOR_FILES
 
-    if source == "keras":
-        model = load_keras_file(src)
-    elif source == "big_vision":
-        if image_size is not None:
-            image_size = tuple(image_size)
-        model = load_big_vision(src, image_size=image_size, preset=preset,
-                                posemb_resize=posemb_resize, progress=progress)
-    else:
-        model = load_transformers(src, progress=progress)
+        check_destination(keras_sidecar(dst), overwrite, folder=True, owned=PROCESSOR_FILES,
+                          sources=sources)
 
-    if target == "keras":
-        with atomic_output(dst, overwrite=overwrite, sources=sources) as tmp:
-            model.save(tmp)
-    elif target == "big_vision":
-        if not isinstance(model, SigLIP):
-            raise ValueError(
-                "big_vision checkpoints hold both towers; the source is a single tower."
-            )
-        save_big_vision(model, dst, progress=progress, overwrite=overwrite, sources=sources)
-    else:
-        save_transformers(model, dst, overwrite=overwrite, progress=progress, sources=sources)
-    return dst
+    options = {}
+    if source == "big_vision":
+        options = {"image_size": None if image_size is None else tuple(image_size),
+                   "preset": preset, "posemb_resize": posemb_resize}
+    elif source == "open_clip" and open_clip_config is not None:
+        options = {"config": open_clip_config}
+    model = registry.load_path(src, format=source, progress=progress, **options)
+
+    if target == "big_vision" and not isinstance(model, SigLIP):
+        raise ValueError("big_vision checkpoints hold both towers; the source is a single tower.")
+    write = {}
+    if target == "open_clip" and open_clip_config is not None:
+        write["config"] = open_clip_config
+    if target == "keras_hub" and tokenizer is not None:
+        write["tokenizer"] = tokenizer
+    if target == "transformers" and carried is not None:
+        write["processor"] = carried
+    written = registry.save_path(model, dst, target, overwrite=overwrite, progress=progress,
+                                 sources=sources, **write)
+    if target == "keras" and carried is not None:
+        from keras_siglip.processor import keras_sidecar
+
+        carried.save(keras_sidecar(dst), overwrite=overwrite)
+    return written
+
+
+def _source_processor(src, preset, target, notes):
+    """SRC's processor when `target` can hold it (None, with a line in `notes`, otherwise)."""
+    if target == "big_vision":
+        notes.append("a big_vision .npz holds no tokenizer; pass --preset NAME when reading it "
+                     "back.")
+        return None
+    if target not in ("keras", "transformers"):
+        return None
+    from keras_siglip.processor import SigLIPProcessor
+
+    options = {"preset": preset} if preset else {}  # a big_vision SRC's preset
+    try:
+        processor = SigLIPProcessor.from_preset(src, **options)
+        if target == "transformers":
+            processor.transformers_files()  # raises for what transformers cannot express
+    except (ValueError, OSError) as error:
+        notes.append(f"no processor written (the source has none usable: {error})")
+        return None
+    return processor
 
 
 def _cmd_convert(args):
+    notes = []
     try:
         with _notes_on_stderr():
+            target = _target_format(Path(args.dst), args.to)
             dst = convert(
                 args.src,
                 args.dst,
@@ -160,11 +240,31 @@ def _cmd_convert(args):
                 posemb_resize=args.posemb_resize,
                 overwrite=args.overwrite,
                 progress=_progress(),
+                src_format=args.from_format,
+                dst_format=args.to,
+                open_clip_config=args.open_clip_config,
+                tokenizer=args.tokenizer,
+                notes=notes,
             )
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {dst}")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if target == "keras":
+        from keras_siglip.processor import keras_sidecar
+
+        if keras_sidecar(dst).is_dir() and not notes:
+            print(f"wrote {keras_sidecar(dst)}")
+    elif target == "transformers" and not notes:
+        print(f"wrote the processor files into {dst}")
+    elif target == "keras_hub" and not (Path(dst) / "tokenizer.json").is_file():
+        print("note: no tokenizer in the preset (the source has none); pass --tokenizer "
+              "SPM to add one.", file=sys.stderr)
+    elif target == "open_clip":
+        print("note: an open_clip state dict holds no tokenizer; open_clip takes it from the "
+              "config name.", file=sys.stderr)
     return 0
 
 
@@ -186,9 +286,11 @@ def _cmd_verify(args):
     from keras_siglip.conformance import run_verify
 
     try:
+        if args.against == "transformers":
+            require("transformers", "verify --against transformers")
         report = run_verify(args.kit, against=args.against, backend=args.backend,
                             variant=args.variant)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, MissingDependencyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0 if report.ok else 1
@@ -219,22 +321,40 @@ def main(argv=None):
     p.set_defaults(func=_cmd_presets)
     p = sub.add_parser(
         "convert",
-        help="convert a checkpoint between .keras, big_vision .npz and a transformers folder",
-        description="Convert SRC to DST. Formats come from the paths: a .keras file, a .npz "
-        "file (big_vision), otherwise a folder (transformers: config.json + safetensors). "
-        "DST is written atomically and an existing DST is refused unless --overwrite.",
+        help="convert a checkpoint between .keras, big_vision .npz, transformers, KerasHub and "
+        "open_clip",
+        description="Convert SRC to DST. SRC's format is recognised from what is there: a .keras "
+        "file, a .npz file (big_vision), a transformers folder (config.json + safetensors), a "
+        "KerasHub SigLIPBackbone preset folder (config.json + model.weights.h5), an open_clip "
+        "SigLIP .safetensors file or hub folder. DST's comes from the path: .keras, .npz, "
+        ".safetensors (open_clip), an existing KerasHub preset, otherwise a transformers folder; "
+        "--to names it when the path cannot tell (a new KerasHub folder: --to keras_hub). DST is "
+        "written atomically and an existing DST is refused unless --overwrite.",
     )
-    p.add_argument("src", help="source checkpoint (.keras, .npz or folder)")
-    p.add_argument("dst", help="destination (.keras, .npz or folder)")
+    p.add_argument("src", help="source checkpoint (.keras, .npz, .safetensors or folder)")
+    p.add_argument("dst", help="destination (.keras, .npz, .safetensors or folder)")
+    formats = ("keras", "big_vision", "transformers", "keras_hub", "open_clip")
+    p.add_argument("--to", choices=formats,
+                   help="DST's format, when its path cannot tell (a new folder is transformers "
+                   "unless --to keras_hub)")
+    p.add_argument("--from", dest="from_format", choices=formats,
+                   help="SRC's format, when it cannot be recognised")
     p.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"),
                    help="input size for big_vision sources whose position table cannot tell it")
     p.add_argument("--preset", help="build this preset's architecture for a big_vision source")
     p.add_argument("--posemb-resize", choices=("big_vision", "transformers"),
                    help="resize a big_vision position table that does not fit --image-size "
                    "(or the preset's): big_vision's linear zoom or transformers' bicubic")
+    p.add_argument("--open-clip-config", metavar="NAME",
+                   help="open_clip config (e.g. ViT-SO400M-14-SigLIP-378) of an open_clip SRC, "
+                   "instead of inferring it from the shapes, or to record in an open_clip DST")
+    p.add_argument("--tokenizer", metavar="SPM",
+                   help="SentencePiece model to put in a KerasHub DST (default: SRC's, when SRC "
+                   "is a KerasHub preset or a transformers folder holding one)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing DST that this tool wrote (a .keras/.npz file, a "
-                   "folder of checkpoint files only); never a folder with other files, never SRC")
+                   help="replace an existing DST that this tool wrote (a file of DST's format, a "
+                   "folder of that format's files only); never a folder with other files, never "
+                   "SRC")
     p.set_defaults(func=_cmd_convert)
     p = sub.add_parser("vectors", help="write a conformance kit computed by the NumPy oracle")
     p.add_argument("out_dir", help="output folder (one sub-folder per kit without --tiny)")
@@ -254,7 +374,19 @@ def main(argv=None):
     p.add_argument("--variant", help="a deliberately broken variant, to see the locator work: "
                    "gelu_erf, ln_eps, map_residual, map_unscaled")
     p.set_defaults(func=_cmd_verify)
+    from keras_siglip.apps import backends, commands
+
+    commands.add_subcommands(sub)
+    backends.add_subcommand(sub)
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        try:  # the packages the formats need, before any work
+            for path in (args.src, args.dst):
+                if path_format(path) == "transformers":
+                    require("convert", "Reading and writing transformers checkpoints")
+        except MissingDependencyError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     return args.func(args)
 
 

@@ -18,6 +18,8 @@ would save every block, i.e. all B^2 logits).
 import keras
 from keras import ops
 
+from keras_siglip.arguments import check_int
+
 
 def _softplus(u):
     # max(u, 0) + log1p(exp(-|u|)): stable for large |u| on every backend.
@@ -26,11 +28,11 @@ def _softplus(u):
 
 def check_loss_inputs(image_embeddings, text_embeddings, logit_scale=None, logit_bias=None, *,
                       chunk_size=None, caller="sigmoid_loss"):
-    """Raise a ValueError naming the problem unless the inputs form a square batch.
+    """Raise an error naming the problem unless the inputs form a square batch.
 
     Shared by `sigmoid_loss` and `keras_siglip.distributed.ring_sigmoid_loss`: embeddings
     `(B, D)` of the same shape; `logit_scale` and `logit_bias`, when given, scalars or `(1,)`;
-    `chunk_size` None or a positive integer.
+    `chunk_size` None or a positive int (a `TypeError` for another type, as everywhere).
     """
     img_shape = tuple(image_embeddings.shape)
     txt_shape = tuple(text_embeddings.shape)
@@ -55,10 +57,7 @@ def check_loss_inputs(image_embeddings, text_embeddings, logit_scale=None, logit
         shape = tuple(getattr(value, "shape", ()))
         if value is not None and shape not in ((), (1,)):
             raise ValueError(f"{name} must be a scalar or shape (1,); received shape {shape}.")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive integer or None; received {chunk_size}.")
+    check_int("chunk_size", chunk_size, allow_none=True, where=caller)
 
 
 def _as_float32(*values):
@@ -238,7 +237,7 @@ def sigmoid_loss(
     )
     if chunk_size is None or (x.shape[0] is not None and chunk_size >= x.shape[0]):
         return _dense_loss(x, y, scale, bias)
-    return _chunked_loss(x, y, scale, bias, int(chunk_size))
+    return _chunked_loss(x, y, scale, bias, chunk_size)
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
@@ -259,7 +258,7 @@ class SigmoidLoss(keras.losses.Loss):
 
     def __init__(self, chunk_size=None, name="sigmoid_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.chunk_size = chunk_size
+        self.chunk_size = check_int("chunk_size", chunk_size, allow_none=True, where="SigmoidLoss")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # The loss is already a scalar over the batch and ignores y_true (the

@@ -2,8 +2,9 @@
 
 The model classes cannot import the modules that read checkpoints (those build models), so the
 readers register themselves here when `keras_siglip` is imported: each checkpoint format names
-how to recognise a path, how to load it and (optionally) how to write it, and `keras_siglip.presets` registers how to build a
-preset by name. A new format is one module that calls `register_format`.
+how to recognise a path, how to load it and (optionally) how to write it, and
+`keras_siglip.presets` registers how to build a preset by name. A new format is one module that
+calls `register_format`.
 """
 
 from pathlib import Path
@@ -12,7 +13,8 @@ _FORMATS = {}
 _PRESET_BUILDER = []
 
 
-def register_format(name, *, detect, load, description, save=None, detect_output=None):
+def register_format(name, *, detect, load, description, save=None, detect_output=None,
+                    check_output=None):
     """Register a checkpoint format.
 
     Args:
@@ -27,9 +29,12 @@ def register_format(name, *, detect, load, description, save=None, detect_output
         detect_output: optional `path -> bool`; True when `path` (which need not exist) names
             an output of this format by itself (a suffix, an existing checkpoint). A format
             that a path cannot name (a folder that only `--to` can tell) returns False.
+        check_output: optional `(path, overwrite, sources) -> None`, raising when the writer
+            would refuse `path`; run before a slow load (`check_output` below).
     """
     _FORMATS[name] = {"detect": detect, "load": load, "description": description,
-                      "save": save, "detect_output": detect_output or detect}
+                      "save": save, "detect_output": detect_output or detect,
+                      "check_output": check_output}
 
 
 def format_names(*, writable=False):
@@ -71,6 +76,13 @@ def save_path(model, path, format=None, *, overwrite=False, progress=None, **kwa
             f"{', '.join(format_names(writable=True))}."
         )
     return save(model, path, overwrite=overwrite, progress=progress, **kwargs)
+
+
+def check_output(path, format, *, overwrite=False, sources=()):
+    """Raise now if the writer of `format` would refuse `path` (exists, holds a source, ...)."""
+    check = _entry(format)["check_output"]
+    if check is not None:
+        check(Path(path).expanduser(), overwrite, sources)
 
 
 def register_preset_builder(names, build):

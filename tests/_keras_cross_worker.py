@@ -26,8 +26,12 @@ def inputs():
 
 
 def outputs(model, data):
+    # What a user script does, unchanged on every backend: call, then np.asarray the outputs.
     out = model(data)
-    return {k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in out.items()}
+    results = {k: np.asarray(v) for k, v in out.items()}
+    results["encoded_images"] = np.asarray(model.encode_images(data["images"]))
+    results["encoded_texts"] = np.asarray(model.encode_texts(data["token_ids"]))
+    return results
 
 
 def save(folder):

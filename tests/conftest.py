@@ -22,3 +22,14 @@ def _free_real_size_models(request):
     if request.node.get_closest_marker("slow"):
         keras.backend.clear_session()
         gc.collect()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Random transformers `SiglipModel` / `Siglip2Model` folders written by `save_pretrained`
+    with a SentencePiece model trained here and real image-processor configs, and a few PNG
+    files (`tests/_hf_checkpoints.py`). Needs torch, transformers, sentencepiece and PIL: the
+    modules that use it skip without them."""
+    from tests import _hf_checkpoints as hf_files
+
+    return hf_files.make_all(tmp_path_factory.mktemp("checkpoints"))

@@ -224,3 +224,74 @@ def test_preset_kit_from_transformers_folder(fake_preset, tmp_path):
     assert pointer["sha256"] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     kit = conformance.load_kit(out)
     assert conformance.verify(kit, conformance.keras_fn(kit), require_all=True).ok
+
+
+# --------------------------------------------------------------------------------------
+# The command line: `vectors OUT` and `verify OUT` compose; edited kits are refused.
+
+
+@pytest.fixture(scope="module")
+def kits(tmp_path_factory):
+    """`python -m keras_siglip vectors OUT`: the default set, one sub-folder per kit."""
+    from keras_siglip.cli import main
+
+    out = tmp_path_factory.mktemp("kits") / "out"
+    assert main(["vectors", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(conformance.DEFAULT_KITS)
+    return out
+
+
+def test_vectors_then_verify_passes(kits, capsys):
+    from keras_siglip.cli import main
+
+    capsys.readouterr()
+    assert main(["verify", str(kits), "--against", "keras"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("all stages within tolerance") == len(conformance.DEFAULT_KITS)
+    assert f"{len(conformance.DEFAULT_KITS)} of {len(conformance.DEFAULT_KITS)} kits pass" in out
+
+
+def test_vectors_then_verify_against_transformers(kits, capsys):
+    import keras
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("transformers is checked in the KERAS_BACKEND=torch pass")
+    pytest.importorskip("transformers")
+    from keras_siglip.cli import main
+
+    assert main(["verify", str(kits), "--against", "transformers"]) == 0
+    assert "kits pass" in capsys.readouterr().out
+
+
+def test_vectors_refuses_to_replace_a_kit_without_overwrite(kits, capsys):
+    from keras_siglip.cli import main
+
+    before = _digest(kits / "naflex")
+    assert main(["vectors", str(kits)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["vectors", str(kits), "--overwrite"]) == 0
+    assert _digest(kits / "naflex") == before  # same seed, same bytes
+
+
+def _edited_kit(tmp_path, name="odd_nonsquare"):
+    return conformance.write_kit(conformance.build_kit(name), tmp_path / name)
+
+
+def test_verify_ignores_loosened_tolerances_in_the_manifest(tmp_path):
+    # A broken implementation must not pass because someone raised the manifest's atol:
+    # tolerances come from the library's rule, a manifest may only tighten them.
+    folder = _edited_kit(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for stage in manifest["stages"]:
+        stage["atol"] = 1e9
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    kit = conformance.load_kit(folder)  # the data still matches its sha256
+    broken = lambda p, i: {k: v + 1.0 for k, v in kit["expected"].items()}  # noqa: E731
+    with pytest.raises(conformance.KitDataError, match="looser than the library's"):
+        conformance.verify(folder, broken)
+    # Tightening is allowed, and then the kit's own (stricter) tolerance applies.
+    for stage in manifest["stages"]:
+        stage["atol"] = 0.0
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    nudged = lambda p, i: {k: v + 1e-9 for k, v in kit["expected"].items()}  # noqa: E731
+    assert conformance.verify(folder, nudged).first_failure == manifest["stages"][0]["name"]

@@ -497,7 +497,10 @@ def test_cli_refuses_to_overwrite(hf_cases, keras_cases, tmp_path, capsys):
 
 
 def test_progress_counter_without_tqdm(capsys):
-    assert list(cli._counter(iter(range(7)), total=7, desc="convert")) == list(range(7))
+    from keras_siglip.convert.io import show_progress
+
+    counted = show_progress(iter(range(7)), total=7, desc="convert", use_tqdm=False)
+    assert list(counted) == list(range(7))
     assert "convert: 7/7 tensors" in capsys.readouterr().err
 
 

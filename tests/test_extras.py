@@ -30,8 +30,9 @@ def test_extras_table_matches_pyproject(extra):
 
 
 def test_all_extra_holds_every_optional_feature():
-    wanted = {d for e, rows in extras.EXTRAS.items() if e not in ("jax", "tensorflow", "torch")
-              for _, d in rows}  # fmt: skip
+    # Backends are chosen separately, and `transformers` (the comparison target) brings torch.
+    skip = ("jax", "tensorflow", "torch", "transformers")
+    wanted = {d for e, rows in extras.EXTRAS.items() if e not in skip for _, d in rows}
     assert {_name(r) for r in _declared()["all"]} == wanted
 
 
@@ -70,3 +71,39 @@ def test_demo_stops_before_any_work_without_its_extra(monkeypatch, capsys, tmp_p
     err = capsys.readouterr().err
     assert "needs matplotlib" in err and "keras-siglip[demo]" in err
     assert not (tmp_path / "out").exists()
+
+
+_REAL_FIND_SPEC = importlib.util.find_spec
+
+
+def _fresh_import(monkeypatch, tmp_path, installed, config=None):
+    """Call `choose_backend` as on a first import: no Keras yet, no KERAS_BACKEND."""
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    if config is not None:
+        (tmp_path / "keras.json").write_text(config)
+    monkeypatch.delitem(__import__("sys").modules, "keras", raising=False)
+    backends = {"jax", "tensorflow", "torch"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        None if name in backends - set(installed) else _REAL_FIND_SPEC(name, *a)))
+    return extras.choose_backend()
+
+
+def test_choose_backend_picks_an_installed_one(monkeypatch, tmp_path, capsys):
+    import os
+
+    # `pip install keras-siglip[jax]`: Keras' default (tensorflow) is missing.
+    assert _fresh_import(monkeypatch, tmp_path, {"jax"}) == "jax"
+    assert os.environ["KERAS_BACKEND"] == "jax"
+    assert "not installed; using jax" in capsys.readouterr().err
+
+
+def test_choose_backend_respects_an_installed_choice(monkeypatch, tmp_path):
+    assert _fresh_import(monkeypatch, tmp_path, {"jax", "torch"}, '{"backend": "torch"}') is None
+    (tmp_path / "keras.json").unlink()
+    assert _fresh_import(monkeypatch, tmp_path, {"tensorflow"}) is None
+
+
+def test_choose_backend_without_any_backend_names_the_extras(monkeypatch, tmp_path):
+    with pytest.raises(extras.MissingDependencyError, match=r"keras-siglip\[jax\]"):
+        _fresh_import(monkeypatch, tmp_path, set())

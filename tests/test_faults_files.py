@@ -1,6 +1,6 @@
 """Faults around files: nothing lost, nothing half-written, nothing trusted that was edited.
 
-Each test is one fault class (issue 24: "Faults and data"): what a demanding user can do to the
+Each test is one fault class: what a demanding user can do to the
 converters, the checkpoint readers and the conformance kit, and the clear error (type and
 message naming the problem and the fix) that must come back. Pure file handling is marked
 `backend_independent`; what builds a model runs on every backend.
@@ -8,6 +8,7 @@ message naming the problem and the fix) that must come back. Pure file handling 
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def kit():
 
 
 def _leftovers(folder):
-    return sorted(p.name for p in Path(folder).iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+    return sorted(p.name for p in Path(folder).iterdir() if ".keras-siglip-" in p.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +67,36 @@ def test_folder_with_user_files_is_never_replaced(tmp_path, overwrite):
     assert "never replaced" in str(info.value) and "new folder" in str(info.value)
     assert "pass overwrite" not in str(info.value)  # no invitation to delete user files
     assert (dst / "my_notes.txt").read_text() == "keep"
+
+
+@independent
+@pytest.mark.parametrize("extra", ["README.md", ".gitattributes", "tokenizer.json",
+                                   "generation_config.json", "model-00001-of-00002.safetensors"])
+def test_files_other_tools_write_are_never_replaced(tmp_path, extra):
+    """A folder `save_pretrained` or the hub wrote holds files save_transformers never writes:
+    `--overwrite` must not delete them with the folder."""
+    dst = tmp_path / "hf"
+    dst.mkdir()
+    for name in ("config.json", "model.safetensors", extra):
+        (dst / name).write_text("x")
+    with pytest.raises(FileExistsError, match=re.escape(extra) + ".*never replaced"):
+        check_destination(dst, True, folder=True)
+    assert (dst / extra).read_text() == "x"
+
+
+@independent
+def test_keras_hub_folder_with_task_files_is_never_replaced(tmp_path):
+    from keras_siglip.convert.keras_hub import KERAS_HUB_FILES
+
+    dst = tmp_path / "hub"
+    (dst / "assets/tokenizer").mkdir(parents=True)
+    for name in ("config.json", "model.weights.h5", "metadata.json", "tokenizer.json",
+                 "assets/tokenizer/vocabulary.spm"):
+        (dst / name).write_text("x")
+    check_destination(dst, True, folder=True, owned=KERAS_HUB_FILES)  # only what it writes
+    (dst / "task.json").write_text("x")
+    with pytest.raises(FileExistsError, match="task.json.*never replaced"):
+        check_destination(dst, True, folder=True, owned=KERAS_HUB_FILES)
 
 
 @independent
@@ -138,6 +169,40 @@ def test_save_big_vision_refuses_an_existing_file(tiny, tmp_path):
         save_big_vision(tiny, tmp_path / "m.bin")
 
 
+def test_bad_arguments_to_the_converters(tiny, tmp_path):
+    from keras_siglip import SigLIP
+    from keras_siglip.convert import load_big_vision
+
+    path = save_big_vision(tiny, tmp_path / "m.npz")
+    cases = [
+        (TypeError, "overwrite must be True or False; received 'no'",
+         lambda: save_big_vision(tiny, path, overwrite="no")),
+        (TypeError, "overwrite must be True or False; received 1",
+         lambda: save_transformers(tiny, tmp_path / "hf", overwrite=1)),
+        (TypeError, "save_big_vision writes a SigLIP (both towers); received SigLIPVisionEncoder",
+         lambda: save_big_vision(tiny.vision_encoder, tmp_path / "v.npz")),
+        (TypeError, "save_transformers writes a SigLIP or one of its towers; received str",
+         lambda: save_transformers("model", tmp_path / "hf")),
+        (TypeError, "load_transformers takes a checkpoint folder (str or path) or a "
+                    "transformers model; received int", lambda: load_transformers(5)),
+        (TypeError, "load_big_vision: image_size must be an int or a (height, width) pair",
+         lambda: load_big_vision(path, image_size="20")),
+        (ValueError, "load_big_vision: unknown argument(s) ['foo']. Architecture overrides go "
+                     "with preset=NAME", lambda: load_big_vision(path, foo=1)),
+    ]
+    for error, words, call in cases:
+        with pytest.raises(error) as info:
+            call()
+        assert words in str(info.value), (words, str(info.value))
+    assert path.read_bytes() and not (tmp_path / "hf").exists() and _leftovers(tmp_path) == []
+    # load_weights=False on a path: the checkpoint's architecture, with fresh random weights.
+    fresh = SigLIP.from_preset(str(path), load_weights=False)
+    assert {**fresh.get_config(), "name": None} == {**tiny.get_config(), "name": None}
+    ours, theirs = fresh.get_weights(), tiny.get_weights()
+    assert [w.shape for w in ours] == [w.shape for w in theirs]
+    assert any(not np.array_equal(a, b) for a, b in zip(ours, theirs) if a.size > 4)
+
+
 # ---------------------------------------------------------------------------------------------
 # Interrupted writes, modes.
 
@@ -179,21 +244,30 @@ def test_stale_temporaries_only_of_dead_writers(tmp_path):
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           check=True, capture_output=True, text=True)
     dead = int(done.stdout)
+    me = os.getpid()
     names = {
-        f".out.tmp-{dead}-abc": True,  # its writer is gone
-        f".out.old-{dead}-abc": True,
-        f".out.tmp-{os.getpid()}-abc": False,  # a live writer (this process)
-        ".out.tmp-xyz": False,  # no pid, young: perhaps an older version still writing
-        f".other.tmp-{dead}-abc": False,  # another destination
-        "out.tmp-1-x": False,  # not hidden: not ours
+        f".out.keras-siglip-tmp-{dead}-abc1_xyz": True,  # its writer is gone
+        f".out.keras-siglip-old-{dead}-abc1_xyz": True,
+        f".out.keras-siglip-tmp-{me}-abc1_xyz": False,  # a live writer (this process)
+        f".other.npz.keras-siglip-tmp-{dead}-k2_x9q0z.npz": True,  # another destination's
+        f".other.keras-siglip-tmp-{me}-k2_x9q0z": False,  # another destination's, writer alive
+        # Look-alikes a user (or another program) made: never touched, however old.
+        f".out.tmp-{dead}-abc1_xyz": False,
+        f".out.old-{dead}-abc1_xyz": False,
+        f".notes.txt.tmp-{dead}-abcdefgh": False,
+        ".out.keras-siglip-tmp-xyz": False,  # no pid
+        f".out.keras-siglip-tmp-{dead}-short": False,  # not tempfile's 8 characters
+        f"out.keras-siglip-tmp-{dead}-abc1_xyz": False,  # not hidden
     }
     for name in names:
         (tmp_path / name).mkdir()
+    (tmp_path / f".data.csv.tmp-{dead}-abcdefgh.csv").write_text("a user's file")
     removed = {p.name for p in clean_stale_temporaries(tmp_path / "out")}
     assert removed == {n for n, stale in names.items() if stale}
-    old = time.time() + 3 * 24 * 3600
+    old = time.time() + 3 * 24 * 3600  # pid reuse: the destination's own, if old, go too
     assert {p.name for p in clean_stale_temporaries(tmp_path / "out", now=old)} == {
-        f".out.tmp-{os.getpid()}-abc", ".out.tmp-xyz"}
+        f".out.keras-siglip-tmp-{me}-abc1_xyz"}
+    assert (tmp_path / f".data.csv.tmp-{dead}-abcdefgh.csv").read_text() == "a user's file"
 
 
 @independent
@@ -267,6 +341,27 @@ def test_unused_entries_are_never_inflated(tmp_path):
 
 
 @independent
+def test_needed_entry_inflating_too_far_is_refused(tmp_path):
+    from keras_siglip.convert import io
+
+    path = tmp_path / "bomb.npz"
+    size = io.MAX_SMALL_ENTRY + (1 << 20)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("img/embedding/kernel.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "|u1", "fortran_order": False, "shape": (size,)})
+            for _ in range(size >> 20):
+                member.write(bytes(1 << 20))  # 65 MiB of zeros, ~65 KiB stored
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"'img/embedding/kernel' would inflate \d+ stored bytes "
+                                         r"to \d+ bytes \(\d+-fold; at most 100-fold.*crafted"):
+        read_npz(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20  # refused before inflating
+
+
+@independent
 def test_entry_larger_than_its_header_is_refused(tmp_path):
     path = tmp_path / "bomb.npz"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -329,6 +424,29 @@ def test_config_values_the_shapes_cannot_check_are_reported(tiny, tmp_path, capl
     assert "not checkable against the tensor shapes" in message
 
 
+def test_head_count_that_contradicts_the_variant_is_a_warning(tmp_path, caplog):
+    from keras_siglip.builders import build_model
+
+    # Towers of the size of the tiny "pico" variant (width 48, depth 2, MLP 96: 3 heads).
+    size = dict(width=48, depth=2, mlp_dim=96, num_heads=3)
+    model = build_model(False, dict(image_size=16, patch_size=4, **size),
+                        dict(vocabulary_size=50, sequence_length=5, **size))
+    folder = save_transformers(model, tmp_path / "hf")
+    records = []
+    for heads in (3, 4):  # as trained; then an edited config (same shapes, other numbers)
+        config = json.loads((folder / "config.json").read_text())
+        config["vision_config"]["num_attention_heads"] = heads
+        (folder / "config.json").write_text(json.dumps(config))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="keras_siglip.convert"):
+            assert load_transformers(folder).vision_encoder.num_heads == heads
+        records += [r for r in caplog.records if r.name == "keras_siglip.convert"]
+    assert [r.levelname for r in records] == ["INFO", "WARNING"]
+    assert "vision num_attention_heads=3 (head dim 16)" in records[0].getMessage()
+    assert ("vision num_attention_heads=4 (head dim 12) [but the pico variant of this width, "
+            "depth and MLP size has 3 heads]") in records[1].getMessage()
+
+
 # ---------------------------------------------------------------------------------------------
 # Conformance kits: trust, overwrite, folders of kits.
 
@@ -346,7 +464,7 @@ def test_verify_on_a_file_or_missing_path(tmp_path, capsys):
 
 
 @independent
-def test_edited_kit_data_is_refused(kit, tmp_path):
+def test_edited_kit_data_is_refused(kit, tmp_path, capsys):
     folder = conformance.write_kit(kit, tmp_path / "kit")
     with zipfile.ZipFile(folder / "kit.npz") as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -357,6 +475,8 @@ def test_edited_kit_data_is_refused(kit, tmp_path):
             archive.writestr(name, data)
     with pytest.raises(KitDataError, match="sha256 mismatch.*changed after it was written"):
         conformance.load_kit(folder)
+    assert not conformance.run_verify(folder).ok  # verify fails the kit, naming the cause
+    assert "sha256 mismatch" in capsys.readouterr().err
 
 
 @independent

@@ -154,6 +154,7 @@ def test_non_finite_pixel_stops_training_and_keeps_weights(where, value):
         ), message
     after = model.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert np.asarray(model(good)["logits"]).shape == (4, 4)  # plain outputs after the raise
     # Training goes on from the same weights once the data is clean.
     history = model.fit(good, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -169,7 +170,7 @@ def test_finite_check_on_request(value):
         data = {"images": images} if path != "call" else dict(_data(), images=images)
         with pytest.raises(ValueError, match=r"1 NaN or inf value\(s\).*Clean or drop"):
             _run(model, path, data)
-    with pytest.raises(ValueError, match="finite must be True, False or None"):
+    with pytest.raises(TypeError, match=r"finite must be True, False or None; received 'yes'"):
         model.set_input_checks(finite="yes")
 
 
@@ -199,6 +200,31 @@ def test_ids_seen_only_inside_the_step(model, bad_id):
     with pytest.raises(FloatingPointError, match="batch 1.*not applied.*token ids outside"):
         model.fit(_dataset(data), epochs=1, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    with pytest.raises(FloatingPointError, match="evaluate: the loss became nan at batch 1.*"
+                                                 "token ids outside"):
+        model.evaluate(_dataset(data), verbose=0)
+    # The model is whole after the raise (JAX's loops detach the variables while they run).
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert np.isfinite(model.evaluate(_dataset(_data(8)), verbose=0))
+
+
+@pytest.mark.parametrize("bad_id", [5000, -3])
+def test_a_tower_alone_in_keras_loops(model, bad_id):
+    """`model.text_encoder.predict`: checked up front, or after the step; same on every backend."""
+    ids = _set(_data(8)["token_ids"], (5, 3), bad_id)
+    with pytest.raises(ValueError, match=rf"example\(s\) \[5\].*found ids \[{bad_id}\]"):
+        model.text_encoder.predict(ids, verbose=0)
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(ids).batch(4)
+    with pytest.raises(ValueError, match=r"example\(s\) \[5\].*seen only inside the model's step"):
+        model.text_encoder.predict(dataset, verbose=0)
+    uint8 = ((_data()["images"] + 1) * 127.5).astype("uint8")
+    with pytest.raises(ValueError, match="uint8.*preprocess_images"):
+        model.vision_encoder.predict(uint8, verbose=0)
+    embeddings = model.text_encoder.predict(_data(8)["token_ids"], verbose=0, batch_size=4)
+    np.testing.assert_allclose(embeddings, np.asarray(model.encode_texts(_data(8)["token_ids"])),
+                               atol=1e-5)
 
 
 def test_dataset_spec_is_checked_up_front(model):
@@ -293,3 +319,27 @@ def test_torch_training_calls_keep_the_graph(model):
     images = torch.tensor(data["images"], requires_grad=True)
     embeddings = model({"images": images})["image_embeddings"]  # gradients w.r.t. the inputs
     assert embeddings.requires_grad
+
+
+def test_a_tower_inside_a_user_model_trains():
+    """Calls outside training record no torch graph; a tower inside a model that `fit` trains
+    still gets its gradients (Keras passes training=True down to it)."""
+    tower = build_tiny("fixture_like", seed=6).vision_encoder
+
+    class Probe(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.tower = tower
+            self.head = keras.layers.Dense(2)
+
+        def call(self, images):
+            return self.head(self.tower(images))
+
+    probe = Probe()
+    data = _data(4)
+    probe.compile(optimizer=keras.optimizers.SGD(0.5),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = np.array(tower.head.weights[0])
+    probe.fit(data["images"], np.array([0, 1, 0, 1]), epochs=1, batch_size=4, verbose=0)
+    assert np.max(np.abs(np.array(tower.head.weights[0]) - before)) > 1e-4
+    assert np.asarray(tower(data["images"])).shape == (4, 48)  # fit over: plain outputs again

@@ -40,15 +40,23 @@ CONFIGS = {
 }
 
 
-def _spm_proto():
+def _spm_proto(gemma=False):
+    """A SentencePiece model with SigLIP's special pieces, or (`gemma`) with Gemma's."""
     spm = pytest.importorskip("sentencepiece")
     out = io.BytesIO()
+    special = dict(pad_id=0, bos_id=2, eos_id=1, unk_id=3, pad_piece="<pad>", bos_piece="<bos>",
+                   eos_piece="<eos>") if gemma else dict(
+        pad_id=0, bos_id=-1, eos_id=1, unk_id=2, pad_piece="<pad>", eos_piece="</s>")
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(["the quick brown fox jumps over the lazy dog"] * 20),
-        model_writer=out, vocab_size=11, model_type="WORD", pad_id=0, bos_id=-1, eos_id=1,
-        unk_id=2, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>", minloglevel=2,
+        model_writer=out, vocab_size=12 if gemma else 11, model_type="WORD", unk_piece="<unk>", minloglevel=2,
+        **special,
     )
     return out.getvalue()
+
+
+def _ids(tokenizer, text=("the lazy fox", "a quick dog")):
+    return [np.asarray(keras.ops.convert_to_numpy(row)).tolist() for row in tokenizer(list(text))]
 
 
 def _randomize_hub(backbone, seed):
@@ -107,9 +115,9 @@ def _assert_same(ours, theirs):
 
 @pytest.fixture(scope="module")
 def hub_presets(tmp_path_factory):
-    """`{kind: (backbone, preset folder)}`; the SigLIP 1 preset carries a tokenizer."""
+    """`{kind: (backbone, preset folder)}` with their tokenizers, as KerasHub's own presets have
+    them: SigLIP's a `SigLIPTokenizer` appending `</s>`, SigLIP 2's a `GemmaTokenizer`."""
     root = tmp_path_factory.mktemp("keras_hub")
-    proto = _spm_proto()
     out = {}
     for seed, (kind, config) in enumerate(CONFIGS.items()):
         backbone = keras_hub.models.SigLIPBackbone(
@@ -120,7 +128,10 @@ def hub_presets(tmp_path_factory):
         folder = root / kind
         backbone.save_to_preset(str(folder))
         if kind == "siglip":
-            keras_hub.models.SigLIPTokenizer(proto=proto).save_to_preset(str(folder))
+            tokenizer = keras_hub.models.SigLIPTokenizer(proto=_spm_proto(), add_eos=True)
+        else:
+            tokenizer = keras_hub.models.GemmaTokenizer(proto=_spm_proto(gemma=True))
+        tokenizer.save_to_preset(str(folder))
         out[kind] = (backbone, folder)
     return out
 
@@ -155,24 +166,36 @@ def test_saved_preset_loads_in_keras_hub_with_same_outputs(hub_presets, tmp_path
              num_heads=t["num_heads"], embed_dim=t["projection_dim"]),
     )
     randomize_weights(model, seed=7)
-    source = hub_presets["siglip"][1]
+    source = hub_presets[kind][1]
     out = save_keras_hub(model, tmp_path / "out", tokenizer=source)
     backbone = keras_hub.models.SigLIPBackbone.from_preset(str(out))
     images, token_ids = _inputs(v["image_shape"][0], t["vocabulary_size"],
                                 t["max_sequence_length"], seed=1)
     _assert_same(_our_outputs(model, images, token_ids), _hub_outputs(backbone, images, token_ids))
     # The tokenizer came across and tokenizes as the source's does.
-    theirs = keras_hub.models.SigLIPTokenizer.from_preset(str(source))
-    ours = keras_hub.models.SigLIPTokenizer.from_preset(str(out))
-    text = ["the lazy fox", "a quick dog"]
-    def ids(tokens):
-        return [np.asarray(keras.ops.convert_to_numpy(row)).tolist() for row in tokens]
-
-    assert ids(ours(text)) == ids(theirs(text)) and len(ids(ours(text))[0]) > 0
+    theirs = keras_hub.tokenizers.Tokenizer.from_preset(str(source))
+    ours = keras_hub.tokenizers.Tokenizer.from_preset(str(out))
+    assert type(ours) is type(theirs)
+    assert _ids(ours) == _ids(theirs) and len(_ids(ours)[0]) > 0
     # And back here, bit-exact.
     back = load_keras_hub(out)
     a, b = model_to_tree(model), model_to_tree(back)
     assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_model_without_text_head_goes_to_keras_hub_with_the_identity_head(tmp_path):
+    # So400m/16-i18n has no text head; KerasHub always has one: the identity is the same map.
+    model = build_model(False, dict(image_size=12, patch_size=4, width=12, depth=1, mlp_dim=16,
+                                    num_heads=2),
+                        dict(vocabulary_size=20, sequence_length=5, width=12, depth=1,
+                             mlp_dim=16, num_heads=3, embed_dim=None, use_head=False))
+    randomize_weights(model, seed=11)
+    out = save_keras_hub(model, tmp_path / "i18n")
+    backbone = keras_hub.models.SigLIPBackbone.from_preset(str(out))
+    images, token_ids = _inputs(12, 20, 5, seed=2)
+    ours = _our_outputs(model, images, token_ids)
+    _assert_same(ours, _hub_outputs(backbone, images, token_ids))
+    _assert_same(_our_outputs(load_keras_hub(out), images, token_ids), ours)
 
 
 def test_registry_saves_keras_hub_and_carries_the_source_tokenizer(hub_presets, tmp_path):
@@ -185,6 +208,33 @@ def test_registry_saves_keras_hub_and_carries_the_source_tokenizer(hub_presets, 
     with pytest.raises(FileExistsError, match="overwrite"):
         save_keras_hub(model, out)
     save_keras_hub(model, out, overwrite=True)
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_tokenizer_from_a_sentencepiece_file_is_the_one_keras_hub_presets_have(
+        hub_presets, tmp_path, kind):
+    # A bare SentencePiece model (as in a transformers folder: spiece.model for SigLIP,
+    # tokenizer.model for SigLIP 2) becomes the tokenizer KerasHub's own presets hold.
+    source = hub_presets[kind][1]
+    model = load_keras_hub(source)
+    spm_name = "spiece.model" if kind == "siglip" else "tokenizer.model"
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / spm_name).write_bytes((source / "assets/tokenizer/vocabulary.spm").read_bytes())
+    out = registry.save_path(model, tmp_path / "out", "keras_hub", sources=(hf,))
+    ours = keras_hub.tokenizers.Tokenizer.from_preset(str(out))
+    theirs = keras_hub.tokenizers.Tokenizer.from_preset(str(source))
+    assert type(ours) is type(theirs)
+    assert (ours.add_bos, ours.add_eos) == (theirs.add_bos, theirs.add_eos)
+    assert _ids(ours) == _ids(theirs)
+    # A SentencePiece model with more pieces than the vocabulary is another model's.
+    small = build_model(False, dict(image_size=8, patch_size=4, width=8, depth=1, mlp_dim=8,
+                                    num_heads=2),
+                        dict(vocabulary_size=5, sequence_length=4, width=8, depth=1, mlp_dim=8,
+                             num_heads=2))
+    with pytest.raises(ValueError, match=r"1[12] pieces, more than the model's vocabulary of 5"):
+        save_keras_hub(small, tmp_path / "small", tokenizer=hf / spm_name)
+    assert not (tmp_path / "small").exists()
 
 
 def test_mismatched_preset_is_reported_in_keras_hub_names(hub_presets, tmp_path):
@@ -211,6 +261,8 @@ def test_mismatched_preset_is_reported_in_keras_hub_names(hub_presets, tmp_path)
 def test_keras_hub_refuses_what_it_cannot_hold(tmp_path):
     with pytest.raises(ValueError, match="NaFlex"):
         save_keras_hub(build_tiny_naflex(), tmp_path / "naflex")
+    with pytest.raises(TypeError, match="save_keras_hub writes a two-tower SigLIP"):
+        save_keras_hub(build_tiny_naflex().vision_encoder, tmp_path / "tower")
     model = build_model(False, dict(image_size=(8, 12), patch_size=4, width=8, depth=1,
                                     mlp_dim=8, num_heads=2),
                         dict(vocabulary_size=10, sequence_length=4, width=8, depth=1, mlp_dim=8,

@@ -15,6 +15,7 @@ ORACLE = ROOT / "keras_siglip_reference"
 
 # Lower levels never import higher ones (also not inside functions).
 LEVELS = {
+    "keras_siglip.arguments": 0,  # checks of user arguments; imports only NumPy
     "keras_siglip.architectures": 0,
     "keras_siglip.registry": 0,
     "keras_siglip.backend": 0,
@@ -31,6 +32,8 @@ LEVELS = {
     "keras_siglip.testing": 4,
     "keras_siglip.check": 4,
     "keras_siglip.conformance": 4,
+    "keras_siglip.processor": 4,  # tokenizer + image settings of one checkpoint
+    "keras_siglip.pipeline": 4,  # a model with its processor: the tasks on raw files
     "keras_siglip_reference": 4,  # the oracle: only tasks-level code may use it
     "keras_siglip.apps": 5,
     "keras_siglip.cli": 5,

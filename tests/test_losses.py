@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
@@ -53,6 +54,53 @@ def test_loss_and_gradients_match_oracle(chunk_size, t, b):
     np.testing.assert_allclose(gy, expected["grad_ztxt"], atol=TOL)
     assert abs(gt[0] - expected["grad_t_param"]) <= TOL
     assert abs(gb[0] - expected["grad_b"]) <= TOL
+
+
+def _oracle_case(batch=7, dim=5, seed=4):
+    rng = np.random.default_rng(seed)
+    x, y = _normalised(rng, batch, dim), _normalised(rng, batch, dim)
+    return x, y, reference.sigmoid_loss_grads(x, y, math.log(4.0), -2.0)
+
+
+def _assert_oracle(expected, loss, gx, gy, gt, gb):
+    assert abs(float(loss) - expected["loss"]) <= TOL
+    np.testing.assert_allclose(gx, expected["grad_zimg"], atol=TOL)
+    np.testing.assert_allclose(gy, expected["grad_ztxt"], atol=TOL)
+    assert abs(float(np.reshape(gt, -1)[0]) - expected["grad_t_param"]) <= TOL
+    assert abs(float(np.reshape(gb, -1)[0]) - expected["grad_b"]) <= TOL
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 10])
+def test_padded_chunked_loss_matches_oracle(chunk_size):
+    """The form for a batch size known only at run time: zero-padded blocks, masked rows."""
+    from keras_siglip.losses import _padded_chunked_loss
+
+    x, y, expected = _oracle_case()
+    loss, grads = value_and_grad(
+        lambda x, y, s, c: _padded_chunked_loss(x, y, s, c, chunk_size),
+        x, y, [math.log(4.0)], [-2.0],
+    )
+    _assert_oracle(expected, loss, *grads)
+
+
+def test_chunked_loss_of_unknown_batch_size_in_a_tensorflow_graph():
+    # Where the padded form is needed: a TF graph traced with batch None (a fit's tail batch).
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("only a TensorFlow graph has batches of unknown size here")
+    import tensorflow as tf
+
+    x, y, expected = _oracle_case()
+    spec = tf.TensorSpec((None, x.shape[1]), tf.float32)
+
+    @tf.function(input_signature=[spec, spec, tf.TensorSpec((1,)), tf.TensorSpec((1,))])
+    def loss_and_grads(x, y, s, c):
+        with tf.GradientTape() as tape:
+            tape.watch([x, y, s, c])
+            loss = sigmoid_loss(x, y, s, c, chunk_size=3)
+        return loss, tape.gradient(loss, [x, y, s, c])
+
+    loss, grads = loss_and_grads(x, y, [math.log(4.0)], [-2.0])
+    _assert_oracle(expected, loss, *(g.numpy() for g in grads))
 
 
 def test_scalar_scale_and_bias_gradients_keep_shape():

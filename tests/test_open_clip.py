@@ -1,14 +1,22 @@
 """open_clip / timm SigLIP state dicts (docs/checkpoints.md, "open_clip state dict").
 
-open_clip's model classes need torchvision, which would replace the pinned CPU torch, so they
-are not imported: the key names and shapes below are written down from open_clip's
-`CustomTextCLIP` / `TextTransformer` and timm's `VisionTransformer` / `AttentionPoolLatent`
-source, and the loader is checked against state dicts of that layout. The fused q/k/v split is
-checked numerically against a NumPy forward pass written directly on the open_clip tensors.
+Against open_clip itself (open_clip_torch 3.3.0 and timm 1.0.31, installed with --no-deps:
+requirements/no-deps.txt): their modules import torchvision, which cannot load beside the pinned
+CPU torch, so `tests/_open_clip_import.py` imports them with a placeholder torchvision that the
+SigLIP models never touch. Every SigLIP config in open_clip's registry is built on the meta device
+and must have exactly the state dict (names, shapes) and head counts of our table; tiny random
+`CustomTextCLIP`s (timm trunk) must give the same embeddings and logits within 1e-5 after loading
+here, and the same after saving here and `load_state_dict(strict=True)` there.
+
+Without open_clip, the key names and shapes written down below from open_clip's / timm's source
+still check the layout, and a NumPy forward pass written on the open_clip tensors the fused
+q/k/v split.
 """
 
 import json
+import logging
 import math
+import re
 
 import keras
 import numpy as np
@@ -16,7 +24,15 @@ import pytest
 
 from keras_siglip import SigLIP, registry
 from keras_siglip.convert import load_open_clip, model_to_tree, save_open_clip
-from keras_siglip.convert.open_clip import infer_config, state_dict_shapes
+from keras_siglip.convert.open_clip import (
+    OPEN_CLIP_CONFIGS,
+    config_architecture,
+    infer_config,
+    matching_configs,
+    state_dict_shapes,
+)
+from keras_siglip.convert import open_clip as open_clip_io
+from tests._open_clip_import import import_open_clip
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
@@ -142,6 +158,8 @@ def test_layout_matches_the_written_down_open_clip_layout(name):
 @pytest.mark.backend_independent
 def test_config_inference_settles_on_exact_shapes_only():
     so400m = written_down_layout(**RELEASED["ViT-SO400M-14-SigLIP-384"])
+    # -384 and -378 hold the same tensors: inference lists both, -384 (Google's size) first.
+    assert matching_configs(so400m) == ["ViT-SO400M-14-SigLIP-384", "ViT-SO400M-14-SigLIP-378"]
     assert infer_config(so400m) == "ViT-SO400M-14-SigLIP-384"
     assert infer_config({**so400m, "text.token_embedding.weight": (256000, 1152)}) == \
         "ViT-SO400M-14-SigLIP2-378"
@@ -325,5 +343,229 @@ def test_saved_file_records_its_architecture(tiny_model, tmp_path):
     arch = json.loads(metadata["keras_siglip_architecture"])
     assert arch["vision"]["num_heads"] == 2 and arch["text"]["embed_dim"] == 16
     assert "open_clip_config" not in metadata  # tiny: no released config has these shapes
+    # A config given as an architecture dict is checked against the tensors and recorded in
+    # the architecture entry (open_clip_config holds names only).
+    again = save_open_clip(tiny_model, tmp_path / "dict.safetensors", config=arch)
+    with safe_open(str(again), framework="np") as f:
+        assert json.loads(f.metadata()["keras_siglip_architecture"]) == arch
+        assert "open_clip_config" not in f.metadata()
     with pytest.raises(ValueError, match="one .safetensors file"):
         save_open_clip(tiny_model, tmp_path / "model.bin")
+    with pytest.raises(TypeError, match="save_open_clip writes a two-tower SigLIP"):
+        save_open_clip(tiny_model.vision_encoder, tmp_path / "tower.safetensors")
+
+
+# --------------------------------------------------------------------------------------
+# Pickles: the conversion the message gives works; hub folders; config choice.
+
+
+@pytest.mark.backend_independent
+def test_the_suggested_pickle_conversion_gives_a_loadable_file(tiny_file, tmp_path):
+    torch = pytest.importorskip("torch")
+    state, _ = tiny_file
+    pickle = tmp_path / "open_clip_pytorch_model.bin"
+    # An open_clip training checkpoint: the state dict under "state_dict", DDP's "module.".
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": torch.from_numpy(v.copy())
+                                           for k, v in state.items()}}, pickle)
+    with pytest.raises(ValueError) as error:
+        load_open_clip(pickle)
+    code = re.search(r'python -c "(.*?)" \(weights_only', str(error.value)).group(1)
+    exec(code, {})  # what the message tells the user to run
+    model = load_open_clip(tmp_path / "open_clip_pytorch_model.safetensors", config=TINY_CONFIG)
+    theirs = model_to_tree(load_open_clip(tiny_file[1], config=TINY_CONFIG))
+    assert all(np.array_equal(v, theirs[k]) for k, v in model_to_tree(model).items())
+
+
+def _hub_folder(root, state, model_cfg):
+    root.mkdir()
+    safetensors_numpy.save_file(state, str(root / "open_clip_model.safetensors"))
+    (root / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}))
+    return root
+
+
+def _siglip_cfg(image_size):
+    return {"embed_dim": 16, "custom_text": True,
+            "vision_cfg": {"image_size": image_size, "timm_pool": "map", "timm_proj": "none"},
+            "text_cfg": {"no_causal_mask": True, "pool_type": "last"}}
+
+
+@pytest.mark.backend_independent
+def test_hub_config_settles_what_the_shapes_cannot(tiny_file, tmp_path, caplog):
+    # SO400M/14 at 384 and at 378 have the same tensors (27 x 27 patches of 14). Only the
+    # choice is checked here (no 800M-parameter model is built): np.zeros costs no memory.
+    state = {k: np.zeros(s, np.float32) for k, s in state_dict_shapes(
+        "ViT-SO400M-14-SigLIP-384").items()}
+    with caplog.at_level(logging.INFO, logger="keras_siglip.convert"):
+        assert open_clip_io._choose_config(state, None, "x") == "ViT-SO400M-14-SigLIP-384"
+    assert "ViT-SO400M-14-SigLIP-378 (image size 378)" in caplog.text
+    assert "--open-clip-config" in caplog.text
+    assert open_clip_io._choose_config(state, _siglip_cfg(378), "x") == \
+        "ViT-SO400M-14-SigLIP-378"
+    assert open_clip_io._choose_config(state, _siglip_cfg([384, 384]), "x") == \
+        "ViT-SO400M-14-SigLIP-384"
+    # A size no released config has, with the same 27 x 27 patches (380): the hub's size.
+    assert open_clip_io._choose_config(state, _siglip_cfg(380), "x")["vision"]["image_size"] \
+        == 380
+    # A hub folder of the tiny model loads from the folder, its config read.
+    folder = _hub_folder(tmp_path / "hub", tiny_file[0], _siglip_cfg(12))
+    assert registry.detect_format(folder) == "open_clip"
+    model = load_open_clip(folder, config=TINY_CONFIG)
+    a, b = model_to_tree(model), model_to_tree(load_open_clip(tiny_file[1], config=TINY_CONFIG))
+    assert all(np.array_equal(v, b[k]) for k, v in a.items())
+
+
+@pytest.mark.backend_independent
+def test_hub_folder_of_another_model_or_only_a_pickle_is_refused(tiny_file, tmp_path):
+    state, _ = tiny_file
+    cfg = _siglip_cfg(12)
+    cfg["text_cfg"] = {"pool_type": "argmax"}  # CLIP's text pooling and causal mask
+    folder = _hub_folder(tmp_path / "clip", state, cfg)
+    with pytest.raises(ValueError, match=r"not a SigLIP: text_cfg.no_causal_mask=None .*"
+                                         r"pool_type='argmax'"):
+        load_open_clip(folder, config=TINY_CONFIG)
+    only_pickle = tmp_path / "old"
+    only_pickle.mkdir()
+    (only_pickle / "open_clip_pytorch_model.bin").write_bytes(b"PK\x03\x04")
+    with pytest.raises(ValueError, match="pickle checkpoint"):
+        load_open_clip(only_pickle)
+
+
+def test_save_checks_a_given_config_name(tiny_model, tmp_path):
+    with pytest.raises(ValueError) as error:
+        save_open_clip(tiny_model, tmp_path / "x.safetensors", config="ViT-B-16-SigLIP")
+    message = str(error.value)
+    assert "does not fit the open_clip config 'ViT-B-16-SigLIP'" in message
+    assert "visual.trunk.pos_embed: checkpoint (1, 9, 16), ViT-B-16-SigLIP has (1, 196, 768)" \
+        in message
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+# --------------------------------------------------------------------------------------
+# Against open_clip's own models.
+
+
+OPEN_CLIP, TIMM, HOW = import_open_clip()
+needs_open_clip = pytest.mark.skipif(OPEN_CLIP is None, reason=HOW)
+
+
+def _open_clip_siglip_configs():
+    """open_clip's registered SigLIP configs: a timm MAP trunk and a non-causal text tower."""
+    found = {}
+    for name in OPEN_CLIP.list_models():
+        cfg = OPEN_CLIP.get_model_config(name)
+        v, t = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
+        if v.get("timm_pool") == "map" and t.get("no_causal_mask") and "hf_model_name" not in t:
+            found[name] = cfg
+    return found
+
+
+@needs_open_clip
+@pytest.mark.backend_independent
+def test_every_open_clip_siglip_config_has_our_layout_and_heads():
+    import torch
+
+    configs = _open_clip_siglip_configs()
+    assert sorted(configs) == sorted(OPEN_CLIP_CONFIGS)
+    for name, cfg in configs.items():
+        cfg = {k: v for k, v in cfg.items() if k != "custom_text"}
+        with torch.device("meta"):  # shapes only: no memory, no time
+            model = OPEN_CLIP.model.CustomTextCLIP(**cfg)
+        theirs = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        assert theirs == {k: tuple(v) for k, v in state_dict_shapes(name).items()}, name
+        # What the shapes cannot tell: the heads and the image size.
+        arch = config_architecture(name)
+        assert model.visual.trunk.blocks[0].attn.num_heads == arch["vision"]["num_heads"], name
+        assert cfg["text_cfg"]["heads"] == arch["text"]["num_heads"], name
+        assert cfg["vision_cfg"]["image_size"] == arch["vision"]["image_size"], name
+
+
+TINY_OPEN_CLIP = {
+    # SigLIP 2 style: a text tower narrower than its projection (Linear with bias).
+    "head": (dict(width=8, heads=2, layers=2, mlp_ratio=1.5, proj_bias=True), TINY_CONFIG),
+    # So400m/16-i18n style: no text projection.
+    "no_head": (dict(width=16, heads=4, layers=1, mlp_ratio=2.0, proj_type="none"), {
+        "vision": TINY_CONFIG["vision"],
+        "text": dict(vocabulary_size=30, sequence_length=5, width=16, depth=1, mlp_dim=32,
+                     num_heads=4, embed_dim=None, use_head=False)}),
+}
+
+
+def _tiny_open_clip(text, monkeypatch):
+    """A random tiny open_clip `CustomTextCLIP` with a timm SigLIP trunk, both towers computing
+    GELU with the tanh approximation (big_vision's; see docs/checkpoints.md for the configs
+    where open_clip computes the exact GELU)."""
+    import torch
+
+    create = TIMM.create_model
+
+    def tiny_trunk(name, **kwargs):  # open_clip asks timm for a named trunk: make it tiny
+        return create(name, **kwargs, embed_dim=16, depth=2, num_heads=2, mlp_ratio=1.5,
+                      img_size=12, patch_size=4, act_layer="gelu_tanh")
+
+    monkeypatch.setattr(TIMM, "create_model", tiny_trunk)
+    model = OPEN_CLIP.model.CustomTextCLIP(
+        embed_dim=16, init_logit_bias=-10,
+        vision_cfg=dict(image_size=12, timm_model_name="vit_base_patch16_siglip_224",
+                        timm_model_pretrained=False, timm_pool="map", timm_proj="none"),
+        text_cfg=dict(context_length=5, vocab_size=30, no_causal_mask=True, pool_type="last",
+                      norm_kwargs={"eps": 1e-6}, act_kwargs={"approximate": "tanh"}, **text),
+    )
+    monkeypatch.undo()
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in random_state(shapes, 5).items()})
+    return model.eval()
+
+
+def _their_outputs(model, images, tokens):
+    import torch
+
+    with torch.no_grad():
+        image = model.encode_image(torch.from_numpy(images.transpose(0, 3, 1, 2)))
+        text = model.encode_text(torch.from_numpy(tokens.astype(np.int64)))
+        norm = lambda x: x / x.norm(dim=-1, keepdim=True)  # noqa: E731
+        logits = model.logit_scale.exp() * norm(image) @ norm(text).T + model.logit_bias
+    return {"image": image.numpy(), "text": text.numpy(), "logits": logits.numpy()}
+
+
+def _our_outputs(model, images, tokens):
+    return {
+        "image": keras.ops.convert_to_numpy(model.encode_images(images)),
+        "text": keras.ops.convert_to_numpy(model.encode_texts(tokens)),
+        "logits": keras.ops.convert_to_numpy(model({"images": images, "token_ids": tokens})
+                                              ["logits"]),
+    }
+
+
+@needs_open_clip
+@pytest.mark.parametrize("kind", list(TINY_OPEN_CLIP))
+def test_open_clip_model_and_ours_agree_both_ways(kind, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    text, config = TINY_OPEN_CLIP[kind]
+    theirs = _tiny_open_clip(text, monkeypatch)
+    path = tmp_path / "open_clip_model.safetensors"
+    save_file(theirs.state_dict(), str(path))
+    rng = np.random.default_rng(4)
+    images = rng.uniform(-1, 1, (3, 12, 12, 3)).astype("float32")
+    tokens = rng.integers(0, 30, (2, 5)).astype("int32")
+    expected = _their_outputs(theirs, images, tokens)
+    assert abs(expected["logits"]).max() > 0.1  # not a degenerate model
+
+    ours = load_open_clip(path, config=config)
+    found = _our_outputs(ours, images, tokens)
+    for key in expected:
+        np.testing.assert_allclose(found[key], expected[key], rtol=TOL, atol=TOL, err_msg=key)
+
+    # And back: open_clip loads what we write (strict), bit-exact, with the same outputs.
+    out = save_open_clip(ours, tmp_path / "ours.safetensors")
+    from safetensors.torch import load_file
+
+    again = _tiny_open_clip(text, monkeypatch)
+    again.load_state_dict(load_file(str(out)), strict=True)
+    for name, value in theirs.state_dict().items():
+        assert torch.equal(again.state_dict()[name], value), name
+    back = _their_outputs(again, images, tokens)
+    for key in expected:
+        np.testing.assert_allclose(back[key], found[key], rtol=TOL, atol=TOL, err_msg=key)

@@ -82,19 +82,26 @@ def test_naflex_size_stays_within_budget():
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, error, message",
     [
-        ((224, 224, 16, 0), "max_num_patches"),
-        ((224, 224, 16, -3), "max_num_patches"),
-        ((224, 224, 0, 256), "patch_size"),
-        ((0, 224, 16, 256), "height"),
-        ((224, 22.5, 16, 256), "width"),
-        ((224, 224, 16, 256.0), "max_num_patches"),
+        # A value of the right type out of range: ValueError.
+        ((224, 224, 16, 0), ValueError, "max_num_patches=0 cannot hold a single patch"),
+        ((224, 224, 16, -3), ValueError, "max_num_patches=-3 cannot hold a single patch"),
+        ((224, 224, 0, 256), ValueError, "patch_size must be a positive int; received 0"),
+        ((0, 224, 16, 256), ValueError, "height must be a positive int; received 0"),
+        # A wrong type (a float, even a whole one; a bool; a str): TypeError, as everywhere.
+        ((224, 22.5, 16, 256), TypeError, r"width must be an int; received 22.5 \(float\)\.$"),
+        ((224, 224, 16, 256.0), TypeError, r"max_num_patches must be an int; received 256.0 "
+                                           r"\(float\)\. Pass max_num_patches=256\."),
+        ((224, True, 16, 256), TypeError, r"width must be an int; received True \(bool\)"),
+        ((224, 224, "16", 256), TypeError, r"patch_size must be an int; received '16' \(str\)"),
     ],
 )
-def test_naflex_size_rejects_bad_arguments(args, message):
-    with pytest.raises(ValueError, match=message):
+def test_naflex_size_rejects_bad_arguments(args, error, message):
+    with pytest.raises(error, match=message):
         naflex_size(*args)
+    with pytest.raises(ValueError, match="eps must be a finite float > 0"):
+        naflex_size(224, 224, 16, 256, eps=0.0)
 
 
 def test_patch_order_big_vision_vector():
@@ -227,7 +234,8 @@ def test_from_big_vision_rejects_unordered_patches():
         ([np.zeros((32, 32), np.uint8)], "\\(height, width, 3\\)"),
         (np.zeros((1, 1, 32, 32, 3), np.uint8), "shape"),
         ([np.full((32, 32, 3), 300.0)], "\\[0, 255\\]"),
-        ([np.full((32, 32, 3), np.nan)], "\\[0, 255\\]"),
+        ([np.full((32, 32, 3), np.nan)],
+         "3072 NaN or inf value\\(s\\).*finite values in \\[0, 255\\]"),
         ([], "at least one image"),
     ],
 )

@@ -6,4 +6,9 @@ matplotlib). Nothing in the library imports an app; the command line runs one on
 
 - `keras_siglip.apps.digits`: `python -m keras_siglip demo`, a small SigLIP trained from
   scratch on handwritten digits and evaluated zero-shot.
+- `keras_siglip.apps.commands`: `classify`, `embed` and `search`, a checkpoint and image
+  files (or texts) to zero-shot labels, embeddings and nearest neighbours.
+- `keras_siglip.apps.backends`: `python -m keras_siglip backends`, one model on JAX,
+  TensorFlow and torch (each in a child process, `backends_worker`), compared with the oracle
+  and timed.
 """

@@ -13,12 +13,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_siglip.arguments import check_size
 from keras_siglip.builders import build_model
 from keras_siglip.convert.io import (
     as_float_array,
     atomic_output,
     check_destination,
     check_fit,
+    check_model,
     read_npz,
     track,
 )
@@ -247,6 +249,8 @@ def load_big_vision(
             architecture (every missing, unexpected and misshapen tensor is
             listed in the one error).
     """
+    if image_size is not None:
+        image_size = check_size("image_size", image_size, where="load_big_vision")
     tree = read_tree(path_or_tree)
     if preset is not None:
         if image_size is not None:
@@ -258,7 +262,11 @@ def load_big_vision(
             tree = fit_position_embedding(tree, vision.image_size, vision.patch_size, posemb_resize)
         return assign_tree(model, tree, progress)
     if overrides:
-        raise ValueError(f"Unknown arguments {sorted(overrides)} without a preset.")
+        raise ValueError(
+            f"load_big_vision: unknown argument(s) {sorted(overrides)}. Architecture overrides "
+            "go with preset=NAME (otherwise the architecture is inferred from the tensor shapes, "
+            "and only image_size and posemb_resize apply)."
+        )
     naflex, vision_kwargs, text_kwargs = infer_architecture(tree, image_size)
     _check_posemb_resize(posemb_resize)
     if not naflex:  # NaFlex resizes its table per image
@@ -276,6 +284,7 @@ def save_big_vision(model, path, progress=None, *, overwrite=False, sources=()):
     `overwrite=True`, and even then only a `.npz` (zip) file is replaced, never
     a folder or one of `sources` (the paths the model was read from).
     """
+    check_model("save_big_vision", model, SigLIP, "a SigLIP (both towers)")
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise ValueError(

@@ -7,6 +7,7 @@ a config reads them one way, building a model from one reads them the other.
 import logging
 import math
 
+from keras_siglip.architectures import VARIANTS
 from keras_siglip.convert.names import towers
 from keras_siglip.models import SigLIPNaFlexVisionEncoder
 
@@ -189,12 +190,24 @@ _UNCHECKED = {"vision": ("num_attention_heads", "image_size"), "text": ("num_att
 logger = logging.getLogger("keras_siglip.convert")
 
 
-def assumed_from_config(config, kind):
-    """`(note, defaulted)`: the hyper-parameters taken on trust from a config, in words.
+def _variant_heads(sub, defaults):
+    """`(name, num_heads)` of the variant (`architectures.VARIANTS`) of this size, or None."""
+    size = tuple(int(sub.get(key, defaults[key]))
+                 for key in ("hidden_size", "num_hidden_layers", "intermediate_size"))
+    for name, (width, depth, mlp_dim, num_heads) in VARIANTS.items():
+        if (width, depth, mlp_dim) == size:
+            return name, num_heads
+    return None
 
-    `defaulted` lists those the file does not set (transformers' default was used).
+
+def assumed_from_config(config, kind):
+    """`(note, doubtful)`: the hyper-parameters taken on trust from a config, in words.
+
+    `doubtful` lists head counts that differ from the variant of the same width, depth and MLP
+    size, and values the file does not set (transformers' default was used) unless that
+    variant confirms them.
     """
-    parts, defaulted = [], []
+    parts, doubtful = [], []
     towers = ("vision", "text") if kind == "model" else (kind,)
     for tower in towers:
         sub = (config.get(f"{tower}_config") or {}) if kind == "model" else config
@@ -205,23 +218,31 @@ def assumed_from_config(config, kind):
                 continue  # NaFlex: any size
             value = sub.get(key, defaults[key])
             text = f"{key}={value}"
+            confirmed = False
             if key == "num_attention_heads":
                 width = sub.get("hidden_size", defaults["hidden_size"])
                 text += f" (head dim {int(width) // max(int(value), 1)})"
+                variant = _variant_heads(sub, defaults)
+                confirmed = variant is not None and variant[1] == int(value)
+                if variant is not None and not confirmed:
+                    text += (f" [but the {variant[0]} variant of this width, depth and MLP "
+                             f"size has {variant[1]} heads]")
+                    doubtful.append(f"{tower} {key}")
             if key not in sub:
                 text += " [not in config.json: transformers' default]"
-                defaulted.append(f"{tower} {key}")
+                if not confirmed and f"{tower} {key}" not in doubtful:
+                    doubtful.append(f"{tower} {key}")
             items.append(text)
         parts.append(f"{tower} " + ", ".join(items))
-    return "; ".join(parts), defaulted
+    return "; ".join(parts), doubtful
 
 
 def report_assumed(config, kind, source):
-    """Log what `assumed_from_config` finds: info, or a warning when a default was assumed."""
-    note, defaulted = assumed_from_config(config, kind)
+    """Log what `assumed_from_config` finds: info, or a warning when a value is doubtful."""
+    note, doubtful = assumed_from_config(config, kind)
     message = (
         f"{source}: taken from config.json, not checkable against the tensor shapes: {note}. "
         "If the outputs look wrong, compare these with the checkpoint's training config."
     )
-    logger.log(logging.WARNING if defaulted else logging.INFO, message)
+    logger.log(logging.WARNING if doubtful else logging.INFO, message)
     return message

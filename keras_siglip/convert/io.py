@@ -29,7 +29,7 @@ _SUFFIXES = {".keras": "keras", ".npz": "big_vision"}
 
 
 # A suffix that reads as a file extension (".txt", ".bin", ".h5"), not a version (".1", ".v2").
-_FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}")
+_FILE_SUFFIX = re.compile(r"\.(?![vV]\d+$)[A-Za-z][A-Za-z0-9]{0,7}")
 
 
 def known_suffixes():
@@ -96,6 +96,12 @@ def to_float32(name, array):
     return np.asarray(array, dtype=np.float32)
 
 
+# Entries up to this size are read whatever their compression ratio (zero-initialised tensors
+# compress ~1000-fold); larger ones at most MAX_INFLATION times their stored size.
+MAX_SMALL_ENTRY = 64 << 20
+MAX_INFLATION = 100
+
+
 def _npy_header(member, name):
     """`(shape, fortran_order, dtype, header bytes)` of a `.npy` stream, without its data."""
     magic = member.read(8)
@@ -131,6 +137,15 @@ def _read_member(archive, info, name, path):
                 f"describes a {shape} {dtype} array of {nbytes} bytes (+{header} header): the "
                 f"file {path} is corrupt or crafted. Re-download or re-export it."
             )
+        # And the inflation itself is capped: weights hardly compress (numpy.savez stores them
+        # as they are), so a large entry that inflates 100-fold is a bomb, not a checkpoint.
+        if info.file_size > max(MAX_SMALL_ENTRY, MAX_INFLATION * info.compress_size):
+            raise ValueError(
+                f"entry {name!r} would inflate {info.compress_size} stored bytes to "
+                f"{info.file_size} bytes ({info.file_size // max(info.compress_size, 1)}-fold; "
+                f"at most {MAX_INFLATION}-fold is read for entries over {MAX_SMALL_ENTRY >> 20} "
+                f"MiB): the file {path} is corrupt or crafted. Re-download or re-export it."
+            )
         data = member.read(nbytes)
     if len(data) != nbytes:
         raise ValueError(f"entry {name!r} is truncated")
@@ -143,7 +158,7 @@ def read_npz(path, keep=None):
 
     Only the entries whose name `keep(name)` accepts (all without `keep`) are decompressed, one
     at a time, and each only after its zip size has been checked against the shape and dtype
-    its `.npy` header declares.
+    its `.npy` header declares and its inflation against `MAX_INFLATION`.
     """
     path = Path(path)
     if not path.exists():
@@ -244,6 +259,18 @@ def load_keras_file(path):
 
 # --------------------------------------------------------------------------------------
 # Checking tensors against a model.
+
+
+def packed_rows(value, index, count):
+    """Block `index` of the `count` equal row blocks of a packed tensor (a fused q/k/v)."""
+    rows = value.shape[0] // count
+    return value[index * rows:(index + 1) * rows]
+
+
+def check_model(caller, model, kinds, what):
+    """A `TypeError` naming `what` unless `model` is an instance of `kinds`."""
+    if not isinstance(model, kinds):
+        raise TypeError(f"{caller} writes {what}; received {type(model).__name__}.")
 
 
 def check_fit(expected, found, header, *, expects="model expects", note=None):

@@ -13,7 +13,8 @@ graph order), a sublayer under its attribute name, and a layer's own variables u
 and Dense kernels use flax's layouts: the tensors copy unchanged, except the position tables
 (`(N, W)` here, `(1, N, W)` in big_vision) and the two logit parameters (`()` here, `(1,)`).
 
-Reading and writing need only h5py (a Keras dependency), not keras_hub.
+Reading and writing need only h5py (a Keras dependency), not keras_hub; sentencepiece tells a
+bare SentencePiece model's tokenizer class (SigLIP or Gemma).
 """
 
 import datetime
@@ -28,7 +29,7 @@ import numpy as np
 from keras_siglip.builders import build_model
 from keras_siglip.convert import names
 from keras_siglip.convert.big_vision import assign_tree, model_to_tree
-from keras_siglip.convert.io import as_float_array, atomic_output, check_fit, track
+from keras_siglip.convert.io import as_float_array, atomic_output, check_fit, check_model, track
 from keras_siglip.models import SigLIP, SigLIPNaFlexVisionEncoder
 
 CONFIG_FILE = "config.json"
@@ -36,9 +37,9 @@ WEIGHTS_FILE = "model.weights.h5"
 METADATA_FILE = "metadata.json"
 TOKENIZER_FILE = "tokenizer.json"
 VOCABULARY = "assets/tokenizer/vocabulary.spm"
-# The files a KerasHub preset holds; `overwrite=True` replaces a folder holding only these.
-KERAS_HUB_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, TOKENIZER_FILE, "assets/tokenizer/*",
-                   "preprocessor.json", "image_converter.json", "task.json", "README.md")
+# The files `save_keras_hub` writes; `overwrite=True` replaces a folder holding only these (a
+# preset KerasHub itself saved, with its task and preprocessor files, is never replaced).
+KERAS_HUB_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, TOKENIZER_FILE, VOCABULARY)
 
 _VISION = "layers/sig_lip_vision_encoder/layers/"
 _TEXT = "layers/sig_lip_text_encoder/layers/"
@@ -267,6 +268,16 @@ def tokenizer_file(path):
     return None
 
 
+def sentencepiece_file(path):
+    """The SentencePiece model at `path` (a file), in a KerasHub preset, or in a transformers
+    folder (`spiece.model` for SigLIP, `tokenizer.model` for SigLIP 2); None when none."""
+    path = Path(path)
+    if path.is_file() or not path.is_dir():
+        return path if path.is_file() else None
+    return tokenizer_file(path) or next(
+        (path / n for n in ("spiece.model", "tokenizer.model") if (path / n).is_file()), None)
+
+
 def load_keras_hub(path, *, progress=None):
     """A KerasHub `SigLIPBackbone` preset folder to the equivalent `SigLIP` model.
 
@@ -333,26 +344,60 @@ def _write_weights(file, model, progress):
         f.create_group("vars")
 
 
-def _copy_tokenizer(tokenizer, tmp):
-    """Write `tokenizer` (a SentencePiece file, or a KerasHub preset with one) into `tmp`."""
-    source = Path(tokenizer)
-    proto = tokenizer_file(source) if source.is_dir() else source
-    if proto is None or not proto.is_file():
-        raise FileNotFoundError(
-            f"No SentencePiece tokenizer at {tokenizer}: pass a .spm/.model file or a KerasHub "
-            "preset folder with assets/tokenizer/vocabulary.spm."
+# KerasHub's own SigLIP presets: SigLIP's SentencePiece model as a SigLIPTokenizer that appends
+# `</s>`; SigLIP 2's Gemma model as a GemmaTokenizer (its defaults, as KerasHub converts them).
+_TOKENIZER_CLASSES = (
+    ("SigLIPTokenizer", "siglip.siglip_tokenizer", ("</s>", "<unk>"), True),
+    ("GemmaTokenizer", "gemma.gemma_tokenizer", ("<bos>", "<eos>", "<pad>"), False),
+)
+
+
+def _tokenizer_config(proto, vocabulary_size):
+    """The `tokenizer.json` KerasHub writes for the SentencePiece model at `proto`."""
+    import sentencepiece
+
+    try:
+        processor = sentencepiece.SentencePieceProcessor(model_file=str(proto))
+    except (OSError, RuntimeError) as error:
+        raise ValueError(f"{proto} is not a readable SentencePiece model ({error}).") from error
+    if processor.get_piece_size() > vocabulary_size:
+        raise ValueError(
+            f"The SentencePiece model {proto} has {processor.get_piece_size()} pieces, more than "
+            f"the model's vocabulary of {vocabulary_size}: it is another model's tokenizer."
         )
+    pieces = {processor.id_to_piece(i) for i in range(processor.get_piece_size())}
+    for cls, module, special, add_eos in _TOKENIZER_CLASSES:
+        if set(special) <= pieces:
+            return {"module": f"keras_hub.src.models.{module}", "class_name": cls,
+                    "config": {"name": "tokenizer", "trainable": True, "dtype": _policy("int32"),
+                               "config_file": TOKENIZER_FILE, "proto": None,
+                               "sequence_length": None, "add_bos": False, "add_eos": add_eos},
+                    "registered_name": f"keras_hub>{cls}"}
+    raise ValueError(
+        f"The SentencePiece model {proto} has neither SigLIP's special pieces (</s>, <unk>) nor "
+        "Gemma's (<bos>, <eos>, <pad>), so no KerasHub SigLIP tokenizer can use it."
+    )
+
+
+def _copy_tokenizer(tokenizer, tmp, vocabulary_size):
+    """Write `tokenizer` (a SentencePiece file, a KerasHub preset or a transformers folder with
+    one) into the preset folder `tmp`: a preset's `tokenizer.json` verbatim, else the one
+    KerasHub's own SigLIP presets have for that model."""
+    source = Path(tokenizer)
+    proto = sentencepiece_file(source)
+    if proto is None:
+        raise FileNotFoundError(
+            f"No SentencePiece tokenizer at {tokenizer}: pass a .spm/.model file, a KerasHub "
+            "preset folder (assets/tokenizer/vocabulary.spm) or a transformers folder "
+            "(spiece.model, tokenizer.model)."
+        )
+    config = source / TOKENIZER_FILE if source.is_dir() and tokenizer_file(source) else None
+    text = json.dumps(_tokenizer_config(proto, vocabulary_size), indent=4) + "\n"
+    if config is not None and config.is_file():
+        text = config.read_text()  # a KerasHub preset's own, verbatim
     (tmp / VOCABULARY).parent.mkdir(parents=True)
     shutil.copyfile(proto, tmp / VOCABULARY)
-    config = source / TOKENIZER_FILE if source.is_dir() else None
-    if config is not None and config.is_file():
-        shutil.copyfile(config, tmp / TOKENIZER_FILE)
-        return
-    (tmp / TOKENIZER_FILE).write_text(json.dumps(_serialized(
-        "SigLIPTokenizer", "siglip_tokenizer",
-        {"name": "siglip_tokenizer", "trainable": True, "dtype": _policy("int32"),
-         "config_file": TOKENIZER_FILE, "proto": None, "sequence_length": None,
-         "add_bos": False, "add_eos": False}), indent=4) + "\n")
+    (tmp / TOKENIZER_FILE).write_text(text)
 
 
 def save_keras_hub(model, folder, *, overwrite=False, progress=None, sources=(), tokenizer=None):
@@ -368,12 +413,15 @@ def save_keras_hub(model, folder, *, overwrite=False, progress=None, sources=(),
         overwrite: replace an existing preset folder (one holding only preset files).
         progress: optional tqdm-like callable shown over the tensors.
         sources: paths read; a destination that is or contains one is refused.
-        tokenizer: optional SentencePiece model (`.spm` / `.model`), or a KerasHub preset folder
-            whose tokenizer is carried over (`tokenizer.json` and `assets/tokenizer/`).
+        tokenizer: optional SentencePiece model (`.spm` / `.model`), a KerasHub preset folder
+            whose tokenizer is carried over (`tokenizer.json` and `assets/tokenizer/`), or a
+            transformers folder whose `spiece.model` / `tokenizer.model` is (as the
+            `SigLIPTokenizer` or `GemmaTokenizer` of KerasHub's own SigLIP / SigLIP 2 presets).
 
     Returns:
         The folder as a `Path`.
     """
+    check_model("save_keras_hub", model, SigLIP, "a two-tower SigLIP (KerasHub's SigLIPBackbone)")
     if not isinstance(model, SigLIP) or isinstance(model.vision_encoder,
                                                    SigLIPNaFlexVisionEncoder):
         raise ValueError(
@@ -394,5 +442,5 @@ def save_keras_hub(model, folder, *, overwrite=False, progress=None, sources=(),
                     "tasks": []}
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=4) + "\n")
         if tokenizer is not None:
-            _copy_tokenizer(tokenizer, tmp)
+            _copy_tokenizer(tokenizer, tmp, model.text_encoder.vocabulary_size)
     return folder

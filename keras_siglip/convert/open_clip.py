@@ -1,276 +1,73 @@
-"""open_clip / timm SigLIP state dicts (safetensors) <-> the canonical big_vision tree.
+"""open_clip / timm SigLIP state dicts (safetensors) <-> `SigLIP` models.
 
-open_clip builds its SigLIP models (`ViT-B-16-SigLIP`, `ViT-SO400M-14-SigLIP-384`,
-`ViT-B-16-SigLIP2-256`, ...) as a `CustomTextCLIP`: a timm `VisionTransformer` (`global_pool
-"map"`, no class token, no projection) under `visual.trunk.`, open_clip's `TextTransformer`
-(no causal mask, last-token pooling, a Linear `text_projection` with bias) under `text.`, and
-scalar `logit_scale` / `logit_bias`. The names, as written in docs/checkpoints.md:
-
-    big_vision                                open_clip                                  fused
-    img/embedding/{kernel,bias}               visual.trunk.patch_embed.proj.{weight,bias}
-    img/pos_embedding (1,N,W)                 visual.trunk.pos_embed (1,N,W)
-    .../encoderblock_i/LayerNorm_{0,1}        visual.trunk.blocks.i.norm{1,2}
-    .../MultiHeadDotProductAttention_0/q,k,v  visual.trunk.blocks.i.attn.qkv (3W,W), (3W,) rows [q; k; v]
-    .../MultiHeadDotProductAttention_0/out    visual.trunk.blocks.i.attn.proj
-    .../MlpBlock_0/Dense_{0,1}                visual.trunk.blocks.i.mlp.fc{1,2}
-    img/Transformer/encoder_norm              visual.trunk.norm
-    img/MAPHead_0/probe (1,1,W)               visual.trunk.attn_pool.latent (1,1,W)
-    img/MAPHead_0/.../query                   visual.trunk.attn_pool.q
-    img/MAPHead_0/.../key, value              visual.trunk.attn_pool.kv (2W,W), (2W,)    rows [k; v]
-    img/MAPHead_0/.../out, LayerNorm_0, Mlp   visual.trunk.attn_pool.proj, .norm, .mlp.fc{1,2}
-    txt/Embed_0/embedding                     text.token_embedding.weight
-    txt/pos_embedding (1,L,Wt)                text.positional_embedding (L,Wt)
-    txt/Encoder_0/encoderblock_i/...          text.transformer.resblocks.i.{ln_1, ln_2,
-                                              attn.in_proj_{weight,bias}, attn.out_proj,
-                                              mlp.c_fc, mlp.c_proj}                      rows [q; k; v]
-    txt/Encoder_0/encoder_norm                text.ln_final
-    txt/head                                  text.text_projection (E,Wt)
-    t, b (1,)                                 logit_scale, logit_bias ()
-
-Linear weights are `(out, in)` (kernel `.T`; q/k/v `reshape(W, W).T`, feature `h*hd+d`), the
-patch convolution `(W, 3, p, p)`. Only safetensors files are read: a pickle (`.bin`, `.pt`)
-can run code when loaded.
+The names and the open_clip configs are in `open_clip_names.py` (docs/checkpoints.md, "open_clip
+state dict"). Only safetensors files are read: a pickle (`.bin`, `.pt`) can run code when
+loaded, so it is refused with the safe way to convert it. open_clip's hub folders hold
+`open_clip_model.safetensors` beside `open_clip_config.json`; a folder like that is read too,
+its config telling what the shapes cannot (the image size) and that the model is a SigLIP.
 """
 
 import json
-import math
-import re
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from keras_siglip.architectures import PRESETS
-from keras_siglip.builders import build_model, tower_kwargs
-from keras_siglip.convert import names
+from keras_siglip.builders import build_model
 from keras_siglip.convert.big_vision import assign_tree, model_to_tree
-from keras_siglip.convert.io import atomic_output, check_fit, read_safetensors, track
+from keras_siglip.convert.io import (
+    atomic_output,
+    check_fit,
+    check_model,
+    packed_rows,
+    read_safetensors,
+    track,
+)
+from keras_siglip.convert.open_clip_names import (  # noqa: F401  (re-exported)
+    OPEN_CLIP_CONFIGS,
+    architecture,
+    config_architecture,
+    config_layout,
+    from_open_clip,
+    infer_config,
+    layout,
+    matching_configs,
+    state_dict_shapes,
+    to_open_clip,
+)
 from keras_siglip.models import SigLIP, SigLIPNaFlexVisionEncoder
 
-# open_clip config name -> (keras-siglip preset row, image size when it differs from the row's).
-OPEN_CLIP_CONFIGS = {
-    "ViT-B-16-SigLIP": ("siglip_base_patch16_224", None),
-    "ViT-B-16-SigLIP-256": ("siglip_base_patch16_256", None),
-    "ViT-B-16-SigLIP-384": ("siglip_base_patch16_384", None),
-    "ViT-B-16-SigLIP-512": ("siglip_base_patch16_512", None),
-    "ViT-B-16-SigLIP-i18n-256": ("siglip_base_patch16_256_multilingual", None),
-    "ViT-L-16-SigLIP-256": ("siglip_large_patch16_256", None),
-    "ViT-L-16-SigLIP-384": ("siglip_large_patch16_384", None),
-    "ViT-SO400M-14-SigLIP": ("siglip_so400m_patch14_224", None),
-    "ViT-SO400M-14-SigLIP-384": ("siglip_so400m_patch14_384", None),
-    "ViT-SO400M-16-SigLIP-i18n-256": ("siglip_so400m_patch16_256_i18n", None),
-    "ViT-B-32-SigLIP2-256": ("siglip2_base_patch32_256", None),
-    "ViT-B-16-SigLIP2": ("siglip2_base_patch16_224", None),
-    "ViT-B-16-SigLIP2-256": ("siglip2_base_patch16_256", None),
-    "ViT-B-16-SigLIP2-384": ("siglip2_base_patch16_384", None),
-    "ViT-B-16-SigLIP2-512": ("siglip2_base_patch16_512", None),
-    "ViT-L-16-SigLIP2-256": ("siglip2_large_patch16_256", None),
-    "ViT-L-16-SigLIP2-384": ("siglip2_large_patch16_384", None),
-    "ViT-L-16-SigLIP2-512": ("siglip2_large_patch16_512", None),
-    "ViT-SO400M-14-SigLIP2": ("siglip2_so400m_patch14_224", None),
-    "ViT-SO400M-14-SigLIP2-378": ("siglip2_so400m_patch14_384", 378),
-    "ViT-SO400M-16-SigLIP2-256": ("siglip2_so400m_patch16_256", None),
-    "ViT-SO400M-16-SigLIP2-384": ("siglip2_so400m_patch16_384", None),
-    "ViT-SO400M-16-SigLIP2-512": ("siglip2_so400m_patch16_512", None),
-    "ViT-gopt-16-SigLIP2-256": ("siglip2_giant_opt_patch16_256", None),
-    "ViT-gopt-16-SigLIP2-384": ("siglip2_giant_opt_patch16_384", None),
-}
+logger = logging.getLogger("keras_siglip.convert")
 _METADATA_KEY = "keras_siglip_architecture"  # written by save_open_clip: the towers' kwargs
-
-# Block leaves: big_vision -> (timm vision name, open_clip text name, transform, slot of q/k/v).
-_BLOCK = {
-    "LayerNorm_0/scale": ("norm1.weight", "ln_1.weight", "same", None),
-    "LayerNorm_0/bias": ("norm1.bias", "ln_1.bias", "same", None),
-    "LayerNorm_1/scale": ("norm2.weight", "ln_2.weight", "same", None),
-    "LayerNorm_1/bias": ("norm2.bias", "ln_2.bias", "same", None),
-    "MlpBlock_0/Dense_0/kernel": ("mlp.fc1.weight", "mlp.c_fc.weight", "dense", None),
-    "MlpBlock_0/Dense_0/bias": ("mlp.fc1.bias", "mlp.c_fc.bias", "same", None),
-    "MlpBlock_0/Dense_1/kernel": ("mlp.fc2.weight", "mlp.c_proj.weight", "dense", None),
-    "MlpBlock_0/Dense_1/bias": ("mlp.fc2.bias", "mlp.c_proj.bias", "same", None),
-    "MultiHeadDotProductAttention_0/out/kernel": ("attn.proj.weight", "attn.out_proj.weight",
-                                                  "heads_out", None),
-    "MultiHeadDotProductAttention_0/out/bias": ("attn.proj.bias", "attn.out_proj.bias", "same",
-                                                None),
-    **{f"MultiHeadDotProductAttention_0/{proj}/{leaf}": (
-        f"attn.qkv.{hf}", f"attn.in_proj_{hf}", "dense" if leaf == "kernel" else "flat", (slot, 3))
-       for slot, proj in enumerate(("query", "key", "value"))
-       for leaf, hf in (("kernel", "weight"), ("bias", "bias"))},
-}
-_MAP_HEAD = {
-    "probe": ("latent", "same", None),
-    "MultiHeadDotProductAttention_0/query/kernel": ("q.weight", "dense", None),
-    "MultiHeadDotProductAttention_0/query/bias": ("q.bias", "flat", None),
-    "MultiHeadDotProductAttention_0/key/kernel": ("kv.weight", "dense", (0, 2)),
-    "MultiHeadDotProductAttention_0/key/bias": ("kv.bias", "flat", (0, 2)),
-    "MultiHeadDotProductAttention_0/value/kernel": ("kv.weight", "dense", (1, 2)),
-    "MultiHeadDotProductAttention_0/value/bias": ("kv.bias", "flat", (1, 2)),
-    "MultiHeadDotProductAttention_0/out/kernel": ("proj.weight", "heads_out", None),
-    "MultiHeadDotProductAttention_0/out/bias": ("proj.bias", "same", None),
-    "LayerNorm_0/scale": ("norm.weight", "same", None),
-    "LayerNorm_0/bias": ("norm.bias", "same", None),
-    "MlpBlock_0/Dense_0/kernel": ("mlp.fc1.weight", "dense", None),
-    "MlpBlock_0/Dense_0/bias": ("mlp.fc1.bias", "same", None),
-    "MlpBlock_0/Dense_1/kernel": ("mlp.fc2.weight", "dense", None),
-    "MlpBlock_0/Dense_1/bias": ("mlp.fc2.bias", "same", None),
-}
-_SINGLE = {
-    "img/embedding/kernel": ("visual.trunk.patch_embed.proj.weight", "conv"),
-    "img/embedding/bias": ("visual.trunk.patch_embed.proj.bias", "same"),
-    "img/pos_embedding": ("visual.trunk.pos_embed", "same"),
-    "img/Transformer/encoder_norm/scale": ("visual.trunk.norm.weight", "same"),
-    "img/Transformer/encoder_norm/bias": ("visual.trunk.norm.bias", "same"),
-    "txt/Embed_0/embedding": ("text.token_embedding.weight", "same"),
-    "txt/pos_embedding": ("text.positional_embedding", "rows"),
-    "txt/Encoder_0/encoder_norm/scale": ("text.ln_final.weight", "same"),
-    "txt/Encoder_0/encoder_norm/bias": ("text.ln_final.bias", "same"),
-    "txt/head/kernel": ("text.text_projection.weight", "dense"),
-    "txt/head/bias": ("text.text_projection.bias", "same"),
-    "t": ("logit_scale", "scalar"),
-    "b": ("logit_bias", "scalar"),
-}
-
-
-def open_clip_name(bv_name):
-    """`(open_clip name, transform, (slot, of) or None)` of a big_vision tensor name."""
-    if bv_name in _SINGLE:
-        return (*_SINGLE[bv_name], None)
-    match = re.match(r"(img/Transformer|txt/Encoder_0)/encoderblock_(\d+)/(.*)$", bv_name)
-    if match and match.group(3) in _BLOCK:
-        vision, text, transform, slot = _BLOCK[match.group(3)]
-        if match.group(1).startswith("img"):
-            return f"visual.trunk.blocks.{match.group(2)}.{vision}", transform, slot
-        return f"text.transformer.resblocks.{match.group(2)}.{text}", transform, slot
-    if bv_name.startswith("img/MAPHead_0/") and bv_name[14:] in _MAP_HEAD:
-        leaf, transform, slot = _MAP_HEAD[bv_name[14:]]
-        return f"visual.trunk.attn_pool.{leaf}", transform, slot
-    raise KeyError(f"No open_clip name for the big_vision tensor {bv_name!r}.")
-
-
-def _linear_shape(shape, in_axes):
-    return math.prod(shape[in_axes:]), math.prod(shape[:in_axes])
-
-
-def _to_open_clip(x, transform):
-    if transform == "dense":
-        return x.reshape(_linear_shape(x.shape, 1)[::-1]).T
-    if transform == "heads_out":
-        return x.reshape(_linear_shape(x.shape, 2)[::-1]).T
-    if transform == "conv":
-        return x.transpose(3, 2, 0, 1)
-    if transform == "flat":
-        return x.reshape(-1)
-    if transform == "rows":
-        return x.reshape(-1, x.shape[-1])
-    if transform == "scalar":
-        return x.reshape(())
-    return x
-
-
-def _open_clip_shape(shape, transform):
-    """The open_clip shape of a big_vision tensor of `shape` (no array is made)."""
-    if transform in ("dense", "heads_out"):
-        return _linear_shape(shape, 1 if transform == "dense" else 2)
-    if transform == "conv":
-        return (shape[3], shape[2], shape[0], shape[1])
-    if transform == "flat":
-        return (math.prod(shape),)
-    if transform == "rows":
-        return (math.prod(shape[:-1]), shape[-1])
-    if transform == "scalar":
-        return ()
-    return tuple(shape)
-
-
-def _from_open_clip(y, transform, shape):
-    if transform in ("dense", "heads_out"):
-        return y.T.reshape(shape)
-    if transform == "conv":
-        return y.transpose(2, 3, 1, 0).reshape(shape)
-    return y.reshape(shape)
-
-
-def layout(bv_shapes):
-    """`{open_clip name: (shape, [(big_vision name, shape, transform, slot)])}` of a tree's shapes.
-
-    Fused tensors (`attn.qkv`, `attn.in_proj_*`, `attn_pool.kv`) list their parts in row order.
-    """
-    out = {}
-    for bv_name, shape in bv_shapes.items():
-        shape = tuple(int(d) for d in shape)
-        name, transform, slot = open_clip_name(bv_name)
-        oc_shape = _open_clip_shape(shape, transform)
-        if slot is not None:
-            oc_shape = (oc_shape[0] * slot[1], *oc_shape[1:])
-        out.setdefault(name, [oc_shape, []])[1].append((bv_name, shape, transform, slot))
-    return {name: (tuple(s), sorted(parts, key=lambda p: p[3][0] if p[3] else 0))
-            for name, (s, parts) in out.items()}
-
-
-def config_architecture(name):
-    """`{"naflex": False, "vision": ..., "text": ...}` of a known open_clip config name."""
-    if name not in OPEN_CLIP_CONFIGS:
-        raise ValueError(
-            f"Unknown open_clip config {name!r}; known: {', '.join(OPEN_CLIP_CONFIGS)}. For another "
-            "architecture pass config={'vision': {...}, 'text': {...}} with the towers' keyword "
-            "arguments."
-        )
-    preset, image_size = OPEN_CLIP_CONFIGS[name]
-    vision, text = tower_kwargs(PRESETS[preset])
-    if image_size is not None:
-        vision["image_size"] = image_size
-    return {"naflex": False, "vision": vision, "text": text}
-
-
-def state_dict_shapes(config):
-    """`{open_clip name: shape}` of the state dict of a config name or architecture dict."""
-    arch = config_architecture(config) if isinstance(config, str) else _as_arch(config)
-    size = arch["vision"]["image_size"]
-    vision = {**arch["vision"], "image_size": (size, size) if isinstance(size, int) else size}
-    shapes = names.tree_shapes({**arch, "vision": vision})
-    return {name: shape for name, (shape, _) in layout(shapes).items()}
-
-
-def _as_arch(config):
-    if not isinstance(config, dict) or not {"vision", "text"} <= set(config):
-        raise ValueError(
-            f"config must be an open_clip config name ({', '.join(list(OPEN_CLIP_CONFIGS)[:3])}, "
-            f"...) or {{'vision': {{...}}, 'text': {{...}}}}; got {config!r}."
-        )
-    vision = dict(config["vision"])
-    if isinstance(vision.get("image_size"), (list, tuple)):
-        vision["image_size"] = tuple(vision["image_size"])
-    return {"naflex": False, "vision": vision, "text": dict(config["text"])}
-
-
-def infer_config(shapes):
-    """The open_clip config name whose state dict has exactly these `{name: shape}`, or None."""
-    shapes = {name: tuple(int(d) for d in s) for name, s in shapes.items()}
-    for name in OPEN_CLIP_CONFIGS:
-        if state_dict_shapes(name) == shapes:
-            return name
-    return None
 
 
 # --------------------------------------------------------------------------------------
-# Reading and writing.
+# Reading.
 
 
+# open_clip's hub folders hold the weights beside the model config (`{"model_cfg": ...}`).
+WEIGHTS_FILE = "open_clip_model.safetensors"
+PICKLE_FILE = "open_clip_pytorch_model.bin"
+CONFIG_FILE = "open_clip_config.json"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 def _refuse_pickle(path):
+    out = path.with_suffix(".safetensors")
     raise ValueError(
         f"{path} is a pickle checkpoint; keras-siglip reads only safetensors files, because "
         "loading a pickle can run arbitrary code. Convert it once, in an environment you trust, "
         "with: python -c \"import torch, safetensors.torch as st; "
-        f"sd = torch.load('{path.name}', map_location='cpu', weights_only=True); "
+        f"sd = torch.load('{path}', map_location='cpu', weights_only=True); "
+        "sd = sd.get('state_dict', sd); "
         "st.save_file({k: v.contiguous() for k, v in sd.items()}, "
-        f"'{path.with_suffix('.safetensors').name}')\" (weights_only=True refuses code), or "
-        "download the open_clip_model.safetensors the hub offers beside the .bin."
+        f"'{out}')\" (weights_only=True refuses to run code), or download the {WEIGHTS_FILE} "
+        "that open_clip's hub folders hold beside the .bin."
     )
 
 
 def safetensors_keys(path):
-    """The tensor names of a safetensors file (its header only), or None when unreadable."""
+    """`(tensor names, metadata)` of a safetensors file (its header only), or None."""
     try:
         from safetensors import safe_open
 
@@ -280,14 +77,42 @@ def safetensors_keys(path):
         return None
 
 
-def is_open_clip_file(path):
-    """True for a `.safetensors` file whose tensors are an open_clip SigLIP's."""
+def _weights_file(path):
+    """The safetensors file of `path`: the file itself, or the one in an open_clip hub folder."""
     path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / WEIGHTS_FILE).is_file():
+        return path / WEIGHTS_FILE
+    if (path / PICKLE_FILE).is_file():
+        _refuse_pickle(path / PICKLE_FILE)
+    raise FileNotFoundError(f"No {WEIGHTS_FILE} in {path}: an open_clip hub folder holds it "
+                            f"beside {CONFIG_FILE}.")
+
+
+def is_open_clip_file(path):
+    """True for an open_clip SigLIP checkpoint: a `.safetensors` file of its tensors, an open_clip
+    hub folder, or open_clip's pickle (`open_clip_pytorch_model.bin`, which the loader refuses
+    with the safe way to convert it)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            return False
+        if not (path / WEIGHTS_FILE).is_file():
+            return (path / PICKLE_FILE).is_file()
+        path = path / WEIGHTS_FILE
+    if path.name == PICKLE_FILE:
+        return path.is_file()
     if path.suffix.lower() != ".safetensors" or not path.is_file():
         return False
     found = safetensors_keys(path)
-    return found is not None and any(k.startswith("visual.trunk.") for k in found[0]) \
-        and "logit_bias" in found[0]
+    keys = [_strip_module(k) for k in found[0]] if found else []
+    return any(k.startswith("visual.trunk.") for k in keys) and "logit_bias" in keys
+
+
+def _strip_module(name):
+    # A state dict saved from a DistributedDataParallel wrapper prefixes every name.
+    return name[len("module."):] if name.startswith("module.") else name
 
 
 def _read(path):
@@ -300,59 +125,124 @@ def _read(path):
         start = f.read(2)
     if start == b"PK" or start[:1] == b"\x80":  # torch.save's zip or a bare pickle, any suffix
         _refuse_pickle(path)
+    state = read_safetensors(path)
+    if state and all(name.startswith("module.") for name in state):
+        state = {_strip_module(name): value for name, value in state.items()}
     found = safetensors_keys(path)
-    metadata = found[1] if found else {}
-    return read_safetensors(path), metadata
+    return state, (found[1] if found else {})
+
+
+def _hub_config(file):
+    """The `model_cfg` of the `open_clip_config.json` beside `file`, checked to be a SigLIP's."""
+    config = file.parent / CONFIG_FILE
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{config} is not a readable open_clip config ({error}).") from error
+    cfg = data.get("model_cfg", data) if isinstance(data, dict) else None
+    if not isinstance(cfg, dict) or not {"vision_cfg", "text_cfg"} <= set(cfg):
+        raise ValueError(f"{config} has no model_cfg with vision_cfg and text_cfg.")
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    # What makes the model a SigLIP rather than a CLIP with the same tensor names.
+    siglip = {"vision_cfg.timm_pool": (v.get("timm_pool"), "map"),
+              "text_cfg.no_causal_mask": (t.get("no_causal_mask"), True),
+              "text_cfg.pool_type": (t.get("pool_type"), "last")}
+    wrong = [f"{key}={found!r} (SigLIP: {want!r})" for key, (found, want) in siglip.items()
+             if found != want]
+    if wrong:
+        raise ValueError(f"{config} describes an open_clip model that is not a SigLIP: "
+                         f"{', '.join(wrong)}. keras-siglip converts open_clip's SigLIP models only.")
+    return cfg
+
+
+def _choose_config(state, hub, where):
+    """The config of a state dict: from its shapes, narrowed by the hub config if any."""
+    candidates = matching_configs({name: value.shape for name, value in state.items()})
+    if not candidates:
+        raise ValueError(
+            f"Cannot infer the open_clip config of {where}: its tensors match none of "
+            f"{', '.join(OPEN_CLIP_CONFIGS)}. Pass config= (one of those names, or "
+            "{'vision': {...}, 'text': {...}}), or --open-clip-config on the command line."
+        )
+    sizes = {name: config_architecture(name)["vision"]["image_size"] for name in candidates}
+    if hub is not None:  # the hub config tells the image size that the shapes cannot
+        size = hub["vision_cfg"].get("image_size")
+        if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] == size[1]:
+            size = size[0]
+        same = [name for name in candidates if sizes[name] == size]
+        if not same and isinstance(size, int):  # a size no released config has
+            arch = config_architecture(candidates[0])
+            return {"vision": {**arch["vision"], "image_size": size}, "text": arch["text"]}
+        candidates = same or candidates
+    if len(candidates) > 1:
+        others = ", ".join(f"{n} (image size {sizes[n]})" for n in candidates[1:])
+        logger.warning("%s holds the tensors of %s (image size %s) and of %s; built %s. Pass "
+                    "config= (--open-clip-config) to choose.", where, candidates[0],
+                    sizes[candidates[0]], others, candidates[0])
+    return candidates[0]
 
 
 def load_open_clip(path, *, config=None, progress=None):
-    """An open_clip SigLIP state dict (a `.safetensors` file) to the equivalent `SigLIP`.
+    """An open_clip SigLIP state dict (safetensors) to the equivalent `SigLIP`.
 
     Args:
-        path: the `.safetensors` file (open_clip's `open_clip_model.safetensors`, or one written
-            by `save_open_clip`). Pickles (`.bin`, `.pt`) are refused.
-        config: None to infer the open_clip config from the tensors' shapes (or from the
-            architecture `save_open_clip` records); an open_clip config name such as
-            `"ViT-B-16-SigLIP"`; or `{"vision": {...}, "text": {...}}` tower keyword arguments.
+        path: a `.safetensors` file (open_clip's `open_clip_model.safetensors`, or one written
+            by `save_open_clip`), or an open_clip hub folder holding `open_clip_model.safetensors`
+            and `open_clip_config.json`. Pickles (`.bin`, `.pt`) are refused.
+        config: None to infer the open_clip config from the tensors' shapes (narrowed by the
+            folder's `open_clip_config.json`, or taken from the architecture `save_open_clip`
+            records); an open_clip config name such as `"ViT-B-16-SigLIP"`; or
+            `{"vision": {...}, "text": {...}}` tower keyword arguments.
         progress: optional tqdm-like callable shown over the tensors.
 
+    Returns:
+        A `SigLIP` whose weights are the file's, bit for bit (float32).
+
     Raises:
-        ValueError: a pickle, an unreadable file, an architecture that cannot be inferred, or
-            tensors that do not fit the config (all listed in one error, in open_clip names).
+        ValueError: a pickle, an unreadable file, a hub config that is not a SigLIP's, an
+            architecture that cannot be inferred, or tensors that do not fit the config (all
+            listed in one error, in open_clip names).
     """
-    state, metadata = _read(path)
-    where = f"the open_clip checkpoint {path}"
+    file = _weights_file(path)
+    state, metadata = _read(file)
+    hub = _hub_config(file)
+    where = f"the open_clip checkpoint {file}"
+    described = repr(config) if isinstance(config, str) else "the config given"
     if config is None and _METADATA_KEY in metadata:
-        config = json.loads(metadata[_METADATA_KEY])
-    if config is None:
-        config = infer_config({name: value.shape for name, value in state.items()})
-        if config is None:
+        try:
+            config = json.loads(metadata[_METADATA_KEY])
+        except ValueError as error:
             raise ValueError(
-                f"Cannot infer the open_clip config of {where}: its tensors match none of "
-                f"{', '.join(OPEN_CLIP_CONFIGS)}. Pass config= (one of those names, or "
-                "{'vision': {...}, 'text': {...}})."
-            )
-    arch = config_architecture(config) if isinstance(config, str) else _as_arch(config)
-    model = build_model(False, arch["vision"], arch["text"], where=str(path))
-    expected = layout({name: var.shape for name, var in names.tree_entries(model)})
+                f"The metadata entry {_METADATA_KEY!r} of {file} is not valid JSON ({error}); "
+                "pass config= (--open-clip-config) to read the tensors without it."
+            ) from None
+        described = "the sizes its metadata records"
+    if config is None:
+        config = _choose_config(state, hub, where)
+        described = repr(config) if isinstance(config, str) else "its open_clip_config.json"
+    expected = config_layout(config)  # checked before a model is built
     check_fit(
         {name: shape for name, (shape, _) in expected.items()},
         {name: value.shape for name, value in state.items()},
-        f"The open_clip checkpoint {path} does not fit the architecture of "
-        f"{config if isinstance(config, str) else 'the config given'}.",
+        f"The open_clip checkpoint {file} does not fit the architecture of {described}.",
         expects="the config implies",
         note=lambda name: f"  [big_vision {', '.join(p[0] for p in expected[name][1])}]",
     )
+    arch = architecture(config)
+    model = build_model(False, arch["vision"], arch["text"], where=str(file))
     tree = {}
     for name, (_, parts) in track(expected.items(), progress, "convert"):
         value = state[name]
         for bv_name, shape, transform, slot in parts:
-            part = value
-            if slot is not None:
-                rows = value.shape[0] // slot[1]
-                part = value[slot[0] * rows:(slot[0] + 1) * rows]
-            tree[bv_name] = np.ascontiguousarray(_from_open_clip(part, transform, shape))
+            part = value if slot is None else packed_rows(value, *slot)
+            tree[bv_name] = np.ascontiguousarray(from_open_clip(part, transform, shape))
     return assign_tree(model, tree)
+
+
+# --------------------------------------------------------------------------------------
+# Writing.
 
 
 def model_to_state_dict(model, progress=None):
@@ -360,7 +250,7 @@ def model_to_state_dict(model, progress=None):
     tree = model_to_tree(model, progress)
     state = {}
     for name, (_, parts) in layout({n: v.shape for n, v in tree.items()}).items():
-        arrays = [_to_open_clip(np.asarray(tree[bv], np.float32), t) for bv, _, t, _ in parts]
+        arrays = [to_open_clip(np.asarray(tree[bv], np.float32), t) for bv, _, t, _ in parts]
         state[name] = np.array(arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0),
                                dtype=np.float32, order="C")
     return state
@@ -377,16 +267,28 @@ def _architecture(model):
     return {"vision": vision, "text": text}
 
 
-def save_open_clip(model, path, *, overwrite=False, progress=None, sources=()):
+def save_open_clip(model, path, *, config=None, overwrite=False, progress=None, sources=()):
     """Write a fixed-resolution `SigLIP` as an open_clip state dict in one `.safetensors` file.
 
-    The file's metadata records the towers' sizes (so that `load_open_clip` needs no config
-    for sizes no open_clip config has) and, when the shapes are a released config's, its name
-    (`open_clip_config`). `open_clip.create_model(name)` followed by `load_state_dict` reads it.
+    `open_clip.create_model(name)` followed by `load_state_dict` reads it. The file's metadata
+    records the towers' sizes (so that `load_open_clip` needs no config, even for sizes no
+    open_clip config has) and, as `open_clip_config`, the config name: `config` if given (the
+    tensors must then fit it: a mismatch is reported in open_clip names), else the name inferred
+    from the shapes, when a released config has them.
+
+    Args:
+        model: a fixed-resolution two-tower `SigLIP`.
+        path: the `.safetensors` file, written under a temporary name and renamed when complete.
+        config: optional open_clip config name to record (and check the tensors against), or
+            an architecture dict (`{"vision": {...}, "text": {...}}`, checked, not recorded).
+        overwrite: replace an existing file.
+        progress: optional tqdm-like callable shown over the tensors.
+        sources: paths read; a destination that is one is refused.
 
     Returns:
         The file as a `Path`.
     """
+    check_model("save_open_clip", model, SigLIP, "a two-tower SigLIP (open_clip's SigLIP)")
     if not isinstance(model, SigLIP) or isinstance(model.vision_encoder,
                                                    SigLIPNaFlexVisionEncoder):
         raise ValueError(
@@ -402,10 +304,17 @@ def save_open_clip(model, path, *, overwrite=False, progress=None, sources=()):
         raise ValueError(f"An open_clip output is one .safetensors file; got {path}: name it "
                          f"{path.with_suffix('.safetensors').name}.")
     state = model_to_state_dict(model, progress)
+    shapes = {k: v.shape for k, v in state.items()}
+    if config is not None:
+        check_fit(state_dict_shapes(config), shapes,
+                  f"The model does not fit the open_clip config {config!r}.",
+                  expects=f"{config} has")
+    else:
+        found = matching_configs(shapes)
+        config = found[0] if found else None
     metadata = {"format": "pt", _METADATA_KEY: json.dumps(_architecture(model), sort_keys=True)}
-    name = infer_config({k: v.shape for k, v in state.items()})
-    if name is not None:
-        metadata["open_clip_config"] = name
+    if isinstance(config, str):  # a config given as a dict is recorded in the architecture only
+        metadata["open_clip_config"] = config
     with atomic_output(path, overwrite=overwrite, folder=False, sources=sources) as tmp:
         save_file(state, str(tmp), metadata=metadata)
     return path

@@ -5,10 +5,12 @@ at all, and `overwrite=True` may only replace what the tool itself would write t
 the destination's format, or a folder that holds only files the tool writes (`owned` patterns).
 Never a folder with other files in it, never anything that is or contains a source.
 
-Temporaries are named `.{destination}.tmp-{pid}-{random}` (and `.{destination}.old-{pid}-...` for
-a folder being swapped out) beside the destination. SIGTERM during the write removes them; after
-a SIGKILL (or a power cut) the next write to the same destination removes those whose process is
-gone (or that are older than a day, when pids may have been reused).
+Temporaries are named `.{destination}.keras-siglip-tmp-{pid}-{random}` (and
+`.{destination}.keras-siglip-old-{pid}-{random}` for a folder being swapped out) beside the
+destination: a marker no other program uses, so that cleaning up never touches a user's file.
+SIGTERM during the write removes them; after a SIGKILL (or a power cut) the next write into the
+same folder removes those whose process is gone (and those of the same destination older than a
+day, when pids may have been reused).
 """
 
 import contextlib
@@ -23,29 +25,22 @@ import time
 import zipfile
 from pathlib import Path
 
-# Files a transformers checkpoint folder holds when save_pretrained (or save_transformers) wrote
-# it: these, and only these, `overwrite=True` may replace in a folder destination.
+# The files `save_transformers` writes in a checkpoint folder (the weights, the config, and with a
+# processor its SentencePiece model and two configs): these, and only these, `overwrite=True` may
+# replace. A folder holding anything else (a README, shards, `tokenizer.json` that another tool
+# wrote) is never replaced.
 TRANSFORMERS_FILES = (
     "config.json",
-    "generation_config.json",
     "model.safetensors",
-    "model.safetensors.index.json",
-    "model-*-of-*.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "tokenizer.model",
     "spiece.model",
-    "special_tokens_map.json",
-    "added_tokens.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
     "preprocessor_config.json",
-    "processor_config.json",
-    "README.md",
-    ".gitattributes",
 )
 # Zip-based single-file formats: a file in the way must be a zip to count as "of that format".
 _ZIP_SUFFIXES = (".keras", ".npz")
 STALE_AGE_S = 24 * 3600  # a temporary this old is stale even if its pid is alive (pid reuse)
-_UNNAMED_STALE_AGE_S = 600  # temporaries of older versions carry no pid
+MARKER = "keras-siglip"  # in every temporary's name: `.{name}.keras-siglip-tmp-{pid}-{random}`
 
 
 def _foreign_files(folder, owned):
@@ -85,11 +80,14 @@ def check_destination(path, overwrite, *, folder=None, owned=TRANSFORMERS_FILES,
         sources: paths being read. A destination that is, or contains, one is always refused.
 
     Raises:
+        TypeError: `overwrite` is not a bool.
         ValueError: the destination is or contains a source.
         FileExistsError: something is in the way that the tool did not write (the message names
             it), or anything at all without `overwrite`.
         IsADirectoryError / NotADirectoryError: a folder where a file goes, or the reverse.
     """
+    if not isinstance(overwrite, bool):  # `overwrite="no"` must not mean yes
+        raise TypeError(f"overwrite must be True or False; received {overwrite!r}.")
     path = Path(path)
     for source in sources:
         if source is not None and Path(source).exists() and _contains(path, source):
@@ -184,33 +182,44 @@ def _pid_alive(pid):
     return True
 
 
-def clean_stale_temporaries(path, *, now=None):
-    """Remove temporaries that an interrupted write to `path` left beside it; return them.
+# Any destination's temporary, as `atomic_output` names it (tempfile's 8 random characters, the
+# destination's suffix kept for files).
+_TEMPORARY = re.compile(
+    r"\.(?P<name>.+)\." + MARKER + r"-(?:tmp|old)-(?P<pid>\d+)-[a-z0-9_]{8}(?:\.[A-Za-z0-9]+)?"
+)
 
-    A temporary is stale when the process in its name is gone, or it is older than
-    `STALE_AGE_S`; one without a pid (older versions) when it is older than ten minutes.
+
+def _temporary_name(path, kind):
+    return f".{Path(path).name}.{MARKER}-{kind}-{os.getpid()}-"
+
+
+def clean_stale_temporaries(path, *, now=None):
+    """Remove temporaries that interrupted writes left beside `path`; return them.
+
+    Only names that `atomic_output` makes are considered (they carry the `keras-siglip` marker).
+    One is stale when the process in its name is gone; a temporary of `path` itself also when it
+    is older than `STALE_AGE_S` (the pid may have been reused). Temporaries of other destinations
+    in the same folder are removed when their process is gone (a killed run to another name
+    leaves nothing behind either).
     """
     path = Path(path)
     now = time.time() if now is None else now
-    pattern = re.compile(re.escape(f".{path.name}.") + r"(?:tmp|old)-(?:(\d+)-)?")
     removed = []
     try:
         candidates = list(path.parent.iterdir())
     except OSError:
         return removed
     for entry in candidates:
-        match = pattern.match(entry.name)
+        match = _TEMPORARY.fullmatch(entry.name)
         if not match:
             continue
         try:
             age = now - entry.lstat().st_mtime
         except OSError:
             continue
-        pid = match.group(1)
-        if pid is None:
-            stale = age > _UNNAMED_STALE_AGE_S
-        else:
-            stale = age > STALE_AGE_S or not _pid_alive(int(pid))
+        stale = not _pid_alive(int(match.group("pid")))
+        if match.group("name") == path.name and age > STALE_AGE_S:
+            stale = True
         if stale:
             _remove(entry)
             removed.append(entry)
@@ -265,7 +274,7 @@ def atomic_output(path, *, overwrite=False, folder=False, owned=TRANSFORMERS_FIL
     check_destination(path, overwrite, folder=folder, owned=owned, sources=sources)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path)
-    prefix = f".{path.name}.tmp-{os.getpid()}-"
+    prefix = _temporary_name(path, "tmp")
     if folder:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
     else:
@@ -291,7 +300,7 @@ def atomic_output(path, *, overwrite=False, folder=False, owned=TRANSFORMERS_FIL
 
 def _swap_folder(tmp, path):
     if path.exists() and not (path.is_dir() and not any(path.iterdir())):
-        aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
+        aside = Path(tempfile.mkdtemp(prefix=_temporary_name(path, "old"), dir=path.parent))
         aside.rmdir()
         os.replace(path, aside)
         try:

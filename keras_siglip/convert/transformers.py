@@ -24,6 +24,7 @@ No torch is needed to read or write folders: safetensors files are read and writ
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +37,13 @@ from keras_siglip.convert.io import (
     atomic_output,
     check_destination,
     check_fit,
+    check_model,
+    packed_rows,
     read_safetensors,
     to_float32,
     track,
 )
+from keras_siglip.models import SigLIP, Tower
 
 # --------------------------------------------------------------------------------------
 # Per-tensor transforms: big_vision layout -> transformers layout, and back to a shape.
@@ -162,7 +166,8 @@ def checkpoint_state_dict(model, progress=None):
     return {name[len(prefix):]: value for name, value in state.items()}
 
 
-def save_transformers(model, folder, *, overwrite=False, progress=None, sources=()):
+def save_transformers(model, folder, *, overwrite=False, progress=None, sources=(),
+                      processor=None):
     """Write a model as a transformers checkpoint folder (`config.json` + `model.safetensors`).
 
     `transformers.SiglipModel.from_pretrained(folder)` (or `Siglip2Model` for a
@@ -185,19 +190,27 @@ def save_transformers(model, folder, *, overwrite=False, progress=None, sources=
         progress: optional tqdm-like callable shown over the tensors.
         sources: paths the model was read from; a destination that is or
             contains one is refused.
+        processor: optional `keras_siglip.processor.SigLIPProcessor` of the model:
+            its tokenizer and image-processor files are written too, so that
+            transformers' `AutoProcessor.from_pretrained(folder)` loads it.
 
     Returns:
         The folder as a `Path`.
     """
     from safetensors.numpy import save_file
 
+    check_model("save_transformers", model, (SigLIP, Tower), "a SigLIP or one of its towers")
     folder = Path(folder)
     check_destination(folder, overwrite, folder=True, sources=sources)
     config = transformers_config(model)
+    # The processor's files first: a processor transformers cannot express fails before work.
+    extra = processor.transformers_files() if processor is not None else {}
     state = checkpoint_state_dict(model, progress)
     with atomic_output(folder, overwrite=overwrite, folder=True, sources=sources) as tmp:
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        for name, data in extra.items():
+            (tmp / name).write_bytes(data)
     return folder
 
 
@@ -309,10 +322,7 @@ def _state_to_tree(layout, state, progress):
     for hf, (_, sources) in track(layout.items(), progress, "convert"):
         value = state[hf]
         for bv_name, shape, transform, slot in sources:
-            part = value
-            if slot is not None:
-                rows = value.shape[0] // _PACKED
-                part = value[slot * rows:(slot + 1) * rows]
+            part = value if slot is None else packed_rows(value, slot, _PACKED)
             tree[bv_name] = np.ascontiguousarray(transform.from_hf(part, shape))
     return tree
 
@@ -359,8 +369,13 @@ def load_transformers(path_or_model, *, progress=None):
     """
     if hasattr(path_or_model, "state_dict") and hasattr(path_or_model, "config"):
         config, state, source = _read_model_object(path_or_model)
-    else:
+    elif isinstance(path_or_model, (str, os.PathLike)):
         config, state, source = _read_folder(path_or_model)
+    else:
+        raise TypeError(
+            "load_transformers takes a checkpoint folder (str or path) or a transformers model; "
+            f"received {type(path_or_model).__name__}."
+        )
     model_type = config.get("model_type")
     if model_type not in MODEL_TYPES:
         raise ValueError(

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_siglip.arguments import check_int
+
 
 def num_examples(inputs):
     """The batch size of an array or of a dict of arrays (its first entry)."""
@@ -16,9 +18,7 @@ def batches(inputs, batch_size, pad=False):
     than one batch, so a compiled function sees one shape only; `count` tells how many of its
     rows to keep. Pieces of NumPy inputs are NumPy arrays; other tensors are sliced as they are.
     """
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
-    batch_size = int(batch_size)
+    batch_size = check_int("batch_size", batch_size)
     total = num_examples(inputs)
     pad_to = batch_size if pad and total > batch_size else None
 

@@ -6,8 +6,9 @@ See docs/naflex.md for the preprocessing and the model side.
 import keras
 from keras import ops
 
+from keras_siglip import backend
 from keras_siglip.layers import Linear, MAPHead, NaFlexPositionEmbedding
-from keras_siglip.models import validation
+from keras_siglip.models import safety, validation
 from keras_siglip.models.tower import Tower
 
 
@@ -44,6 +45,8 @@ class SigLIPNaFlexVisionEncoder(Tower):
         return_intermediates: bool. Return a dict of every stage: `stem` (patch Linear),
             `posemb` (resized table), `with_posemb`, `blockNN/{sa,+sa,mlp,+mlp}`, `encoded`,
             `pooled`.
+        training: bool or None. Unless True (or an input requires a gradient), a torch call
+            records no autograd graph, so `np.asarray(output)` works as on JAX and TF.
 
     Example:
     >>> tower = SigLIPNaFlexVisionEncoder(patch_size=2, width=32, depth=2, mlp_dim=37,
@@ -107,35 +110,37 @@ class SigLIPNaFlexVisionEncoder(Tower):
         self.head.build(token_shape)
         self.built = True
 
-    def validate(self, inputs):
+    def validate(self, inputs, values=True):
         """Raise a ValueError naming the problem unless `inputs` are a valid NaFlex batch.
 
-        Shapes always; with concrete values also each example's grid against its mask rows and
-        the budget.
+        Shapes always; with `values` and host-resident inputs also each example's grid against
+        its mask rows and the budget, and the pixels of the valid rows.
         """
-        validation.check_naflex_inputs(self, inputs)
+        validation.check_naflex_inputs(self, inputs, values)
 
-    def call(self, inputs, return_tokens=False, return_intermediates=False):
-        patches = inputs["patches"]
-        key_mask = ops.cast(inputs["patch_mask"], "bool")
-        spatial_shapes = inputs["spatial_shapes"]
-        num_patches = ops.shape(patches)[1]
-        # Zero the padded patches, so whatever they hold (even inf) cannot reach the valid
-        # rows through masked attention weights (0 * inf is NaN).
-        patches = ops.where(key_mask[..., None], ops.cast(patches, self.compute_dtype), 0.0)
-        stages = {}
-        x = stages["stem"] = self.patch_embedding(patches)
-        posemb = stages["posemb"] = self.position_embedding(spatial_shapes, num_patches=num_patches)
-        x = stages["with_posemb"] = x + posemb
-        x = self._run_encoder(
-            x, stages, key_mask=key_mask, return_intermediates=return_intermediates
-        )
-        pooled = stages["pooled"] = self.head(x, key_mask=key_mask)
-        if return_intermediates:
-            return stages
-        if return_tokens:
-            return {"tokens": x, "pooled": pooled}
-        return pooled
+    def call(self, inputs, return_tokens=False, return_intermediates=False, training=None):
+        # Outside training torch records no autograd graph (`backend.inference_context`).
+        with backend.inference_context(safety.records_gradients(self, training), inputs):
+            patches = inputs["patches"]
+            key_mask = ops.cast(inputs["patch_mask"], "bool")
+            spatial_shapes = inputs["spatial_shapes"]
+            num_patches = ops.shape(patches)[1]
+            # Zero the padded patches, so whatever they hold (even inf) cannot reach the valid
+            # rows through masked attention weights (0 * inf is NaN).
+            patches = ops.where(key_mask[..., None], ops.cast(patches, self.compute_dtype), 0.0)
+            stages = {}
+            x = stages["stem"] = self.patch_embedding(patches)
+            posemb = stages["posemb"] = self.position_embedding(spatial_shapes, num_patches=num_patches)
+            x = stages["with_posemb"] = x + posemb
+            x = self._run_encoder(
+                x, stages, key_mask=key_mask, return_intermediates=return_intermediates
+            )
+            pooled = stages["pooled"] = self.head(x, key_mask=key_mask)
+            if return_intermediates:
+                return stages
+            if return_tokens:
+                return {"tokens": x, "pooled": pooled}
+            return pooled
 
     def compute_output_shape(self, input_shape):
         batch = None

@@ -3,8 +3,9 @@
 import keras
 from keras import ops
 
+from keras_siglip import backend
 from keras_siglip.layers import Linear, PositionEmbedding
-from keras_siglip.models import validation
+from keras_siglip.models import safety, validation
 from keras_siglip.models.tower import Tower
 
 
@@ -37,6 +38,8 @@ class SigLIPTextEncoder(Tower):
         return_tokens: bool. Also return the final-LN tokens:
             `{"tokens": (B, L, width), "pooled": (B, embed_dim)}`.
         return_intermediates: bool. Return a dict of every stage.
+        training: bool or None. Unless True (or an input requires a gradient), a torch call
+            records no autograd graph, so `np.asarray(output)` works as on JAX and TF.
 
     Example:
     >>> tower = SigLIPTextEncoder(101, 16, width=48, depth=2, mlp_dim=96,
@@ -105,38 +108,45 @@ class SigLIPTextEncoder(Tower):
             self.head.build((input_shape[0], self.width))
         self.built = True
 
-    def validate(self, token_ids):
+    def validate(self, token_ids, values=True):
         """Raise a ValueError naming the problem unless `token_ids` fit this tower.
 
-        Shape and dtype always; with concrete values also that every id is in the vocabulary.
+        Shape and dtype always; with `values` and host-resident ids also that every id is in the
+        vocabulary (other ids are clamped in `call` and their rows come out NaN).
         """
-        validation.check_token_ids(self, token_ids)
+        validation.check_token_ids(self, token_ids, values)
 
-    def call(self, token_ids, return_tokens=False, return_intermediates=False):
-        stages = {}
-        # Concrete ids were checked by `validate`; ids only known inside a compiled step are
-        # clamped here and their rows get a NaN embedding below, which `SigLIP.predict` and
-        # `fit` report (the same answer on every backend instead of NaN, garbage or a crash).
-        ids = ops.cast(token_ids, "int32")
-        in_vocabulary = ops.all(
-            ops.logical_and(ids >= 0, ids < self.vocabulary_size), axis=1, keepdims=True
-        )
-        x = self.token_embedding(ops.clip(ids, 0, self.vocabulary_size - 1))
-        x = self.position_embedding(x)
-        stages["embedded"] = x
-        x = self._run_encoder(x, stages, return_intermediates=return_intermediates)
-        # Last-position pooling, not argmax(EOS): see the class docstring.
-        pooled = x[:, -1, :]
-        stages["pre_logits"] = pooled
-        if self.head is not None:
-            pooled = self.head(pooled)
-        pooled = ops.where(in_vocabulary, pooled, ops.cast(float("nan"), pooled.dtype))
-        stages["pooled"] = pooled
-        if return_intermediates:
-            return stages
-        if return_tokens:
-            return {"tokens": x, "pooled": pooled}
-        return pooled
+    def check_outputs(self, outputs):
+        """Rows of `predict` outputs that came out NaN: token ids outside the vocabulary."""
+        safety.check_text_rows(self, {"text_embeddings": outputs})
+
+    def call(self, token_ids, return_tokens=False, return_intermediates=False, training=None):
+        # Outside training torch records no autograd graph (`backend.inference_context`).
+        with backend.inference_context(safety.records_gradients(self, training), token_ids):
+            stages = {}
+            # Concrete ids were checked by `validate`; ids only known inside a compiled step are
+            # clamped here and their rows get a NaN embedding below, which `SigLIP.predict` and
+            # `fit` report (the same answer on every backend instead of NaN, garbage or a crash).
+            ids = ops.cast(token_ids, "int32")
+            in_vocabulary = ops.all(
+                ops.logical_and(ids >= 0, ids < self.vocabulary_size), axis=1, keepdims=True
+            )
+            x = self.token_embedding(ops.clip(ids, 0, self.vocabulary_size - 1))
+            x = self.position_embedding(x)
+            stages["embedded"] = x
+            x = self._run_encoder(x, stages, return_intermediates=return_intermediates)
+            # Last-position pooling, not argmax(EOS): see the class docstring.
+            pooled = x[:, -1, :]
+            stages["pre_logits"] = pooled
+            if self.head is not None:
+                pooled = self.head(pooled)
+            pooled = ops.where(in_vocabulary, pooled, ops.cast(float("nan"), pooled.dtype))
+            stages["pooled"] = pooled
+            if return_intermediates:
+                return stages
+            if return_tokens:
+                return {"tokens": x, "pooled": pooled}
+            return pooled
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.embed_dim)

@@ -2,10 +2,12 @@
 
 import keras
 
+from keras_siglip.arguments import check_optional_bool
 from keras_siglip.layers import Encoder
+from keras_siglip.models import safety
 
 
-class Tower(keras.Model):
+class Tower(safety.KerasLoops, keras.Model):
     """Base class of `SigLIPVisionEncoder`, `SigLIPNaFlexVisionEncoder` and `SigLIPTextEncoder`.
 
     A subclass sets `depth`, `num_heads`, `mlp_dim` and `layer_norm_epsilon`, calls
@@ -28,9 +30,8 @@ class Tower(keras.Model):
                 a pass over every pixel).
             image_range: bool. Refuse host-resident images beyond [-1.5, 1.5] (on by default).
         """
-        for name, value in (("finite", finite), ("image_range", image_range)):
-            if value is not None and not isinstance(value, bool):
-                raise ValueError(f"{name} must be True, False or None; received {value!r}.")
+        finite = check_optional_bool("finite", finite, where="set_input_checks")
+        image_range = check_optional_bool("image_range", image_range, where="set_input_checks")
         if finite is not None:
             self.check_finite = finite
         if image_range is not None:
@@ -67,12 +68,41 @@ class Tower(keras.Model):
         """The final LayerNorm (`self.encoder.norm`)."""
         return self.encoder.norm
 
-    def validate(self, inputs):
-        """Raise a ValueError naming the problem unless `inputs` fit this tower."""
+    def validate(self, inputs, values=True):
+        """Raise a ValueError naming the problem unless `inputs` fit this tower.
+
+        `values=False` checks shapes and dtypes only (see `keras_siglip.models.validation`).
+        """
         raise NotImplementedError
 
     def __call__(self, inputs, *args, **kwargs):
         # `SigLIP.__call__` validates its whole input first and marks its towers as checked.
         if not self.__dict__.get("_keras_siglip_checked"):
-            self.validate(inputs)
+            self.validate(inputs, values=not safety.in_step(self))
         return super().__call__(inputs, *args, **kwargs)
+
+    # A tower used alone with Keras' loops: as `SigLIP`, the data is checked once up front and
+    # the steps check shapes only, so every backend gives the same answer.
+
+    def _check_data(self, x):
+        inputs = safety.data_inputs(x)
+        if inputs is not None:
+            self.validate(inputs)
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        with safety.fitting(self):
+            return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_data(x)
+        outputs = super().predict(x, *args, **kwargs)
+        self.check_outputs(outputs)  # values only seen inside the steps (a dataset, a GPU array)
+        return outputs
+
+    def check_outputs(self, outputs):
+        """After `predict`: raise if the outputs show bad inputs (see the text tower)."""

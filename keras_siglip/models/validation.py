@@ -12,12 +12,14 @@ the static shapes and dtypes are known and checked. The rules:
   in range and cannot be told apart). `tower.set_input_checks(image_range=False)` turns it off;
 * with `tower.set_input_checks(finite=True)` host-resident images must hold no NaN or inf
   (NaFlex: in the valid rows; padded rows may hold anything);
-* token ids must lie in `[0, vocabulary_size)` (concrete ids of any device). Inside a compiled
-  step the text tower clamps them and gives the rows that held one a NaN embedding, which
-  `SigLIP.predict` and `fit` turn into an error.
+* token ids must lie in `[0, vocabulary_size)` (host-resident ids). Ids whose values the check
+  does not see (inside a compiled step, on an accelerator) are clamped by the text tower, and
+  the rows that held one get a NaN embedding, which `SigLIP.predict`, `fit` and `evaluate` turn
+  into an error (`token_id_error`): the same answer on every backend.
 
 Inputs already on an accelerator are checked for shape and dtype only: their values would need
-a transfer to the host.
+a transfer to the host. `values=False` (what `SigLIP` passes inside Keras' `fit`, `evaluate`
+and `predict` steps, whose data it checked up front) skips the value checks on every backend.
 """
 
 import keras
@@ -37,7 +39,7 @@ FIXES = {
 
 def host_values(x):
     """`x` as a NumPy array when its values are on the host (NumPy, a CPU tensor), else None."""
-    if isinstance(x, (np.ndarray, list, tuple)):
+    if isinstance(x, (np.ndarray, list, tuple, int, float)):
         return np.asarray(x)
     if not is_concrete(x):
         return None
@@ -72,8 +74,9 @@ def check_pixel_values(tower, name, values):
             f"'{tower.name}' is on). Clean or drop those examples before calling the model."
         )
     if getattr(tower, "check_image_range", True):
-        low, high = float(np.nanmin(values)), float(np.nanmax(values))
-        if np.isinf(low) or np.isinf(high):  # inf is the finite check's business, not range's
+        low, high = float(values.min()), float(values.max())
+        if not (np.isfinite(low) and np.isfinite(high)):
+            # NaN and inf are the finite check's business, not range's (a rare, slower pass).
             finite = values[np.isfinite(values)]
             low, high = (float(finite.min()), float(finite.max())) if finite.size else (0, 0)
         if low < -IMAGE_LIMIT or high > IMAGE_LIMIT:
@@ -94,7 +97,7 @@ def _to_numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
-def check_images(tower, images):
+def check_images(tower, images, values=True):
     """Fixed resolution: `(B, H, W, 3)` whose patch grid is the tower's."""
     shape = static_shape(images)
     if len(shape) != 4 or shape[-1] not in (None, 3):
@@ -115,13 +118,13 @@ def check_images(tower, images):
             f"{tower.image_size[1]}, 3). Resize the images or the position embedding."
         )
     _check_float_pixels(tower, "images", images)
-    values = host_values(images)
-    if values is not None:
-        check_pixel_values(tower, "images", values)
+    pixels = host_values(images) if values else None
+    if pixels is not None:
+        check_pixel_values(tower, "images", pixels)
 
 
-def check_naflex_inputs(tower, inputs):
-    """NaFlex: the patch dict's keys and shapes; with concrete values, grids vs. mask."""
+def check_naflex_inputs(tower, inputs, values=True):
+    """NaFlex: the patch dict's keys and shapes; with host values, grids vs. mask."""
     if not isinstance(inputs, dict) or set(NAFLEX_KEYS) - set(inputs):
         got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
         raise ValueError(
@@ -158,12 +161,13 @@ def check_naflex_inputs(tower, inputs):
             f"(h, w) of each image; received {shapes_shape}."
         )
     _check_float_pixels(tower, "patches", patches)
-    if is_concrete(mask) and is_concrete(shapes):
-        mask = _to_numpy(mask).astype(bool)
-        _check_naflex_values(mask, _to_numpy(shapes).astype(np.int64))
-        values = host_values(patches)
-        if values is not None:
-            check_pixel_values(tower, "patches", values[mask])
+    mask, shapes = (host_values(x) if values else None for x in (mask, shapes))
+    if mask is not None and shapes is not None:
+        mask = mask.astype(bool)
+        _check_naflex_values(mask, shapes.astype(np.int64))
+        pixels = host_values(patches)
+        if pixels is not None:
+            check_pixel_values(tower, "patches", pixels[mask])
 
 
 def _check_naflex_values(mask, shapes):
@@ -198,8 +202,8 @@ def _check_naflex_values(mask, shapes):
         )
 
 
-def check_token_ids(tower, token_ids):
-    """Text: int `(B, L)` with the tower's length; with concrete values, ids in the vocabulary."""
+def check_token_ids(tower, token_ids, values=True):
+    """Text: int `(B, L)` with the tower's length; with host values, ids in the vocabulary."""
     shape = static_shape(token_ids)
     expected = f"(batch, {tower.sequence_length}) integer token ids"
     if len(shape) != 2 or shape[1] not in (None, tower.sequence_length):
@@ -207,11 +211,25 @@ def check_token_ids(tower, token_ids):
     dtype = keras.backend.standardize_dtype(getattr(token_ids, "dtype", "int32"))
     if "int" not in dtype:
         raise ValueError(f"`token_ids` must be {expected}; received dtype {dtype}.")
-    if is_concrete(token_ids):
-        ids = _to_numpy(token_ids)
-        if ids.size and (ids.min() < 0 or ids.max() >= tower.vocabulary_size):
-            raise ValueError(
-                f"`token_ids` hold ids in [{ids.min()}, {ids.max()}], outside the "
-                f"vocabulary of '{tower.name}' ([0, {tower.vocabulary_size - 1}]). Use "
-                "the tokenizer that matches this model."
-            )
+    ids = host_values(token_ids) if values else None
+    if ids is not None and ids.size and (ids.min() < 0 or ids.max() >= tower.vocabulary_size):
+        outside = (ids < 0) | (ids >= tower.vocabulary_size)
+        raise token_id_error(tower, np.flatnonzero(outside.any(axis=1)), np.unique(ids[outside]))
+
+
+def token_id_error(tower, rows, found=None):
+    """The ValueError for token ids outside `tower`'s vocabulary in examples `rows`.
+
+    `found`: the offending ids when they are known (checked on the host); None when only their
+    effect was seen (the NaN embedding of a clamped row, after a compiled step).
+    """
+    shown = rows[:10].tolist() + (["..."] if len(rows) > 10 else [])
+    if found is not None:
+        ids = found[:5].tolist() + (["..."] if len(found) > 5 else [])
+        how = f": found ids {ids}"
+    else:
+        how = " (seen only inside the model's step, where such ids give a NaN embedding)"
+    return ValueError(
+        f"`token_ids` of example(s) {shown} hold ids outside the vocabulary of '{tower.name}' "
+        f"([0, {tower.vocabulary_size - 1}]){how}. Use the tokenizer that matches this model."
+    )

@@ -4,13 +4,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_siglip import backend
 from keras_siglip.layers import (
     MAPHead,
     PatchEmbedding,
     PositionEmbedding,
     resize_position_embedding,
 )
-from keras_siglip.models import validation
+from keras_siglip.models import safety, validation
 from keras_siglip.models.tower import Tower
 
 
@@ -47,6 +48,8 @@ class SigLIPVisionEncoder(Tower):
             grid, tokens with position embedding, each block's attention and
             MLP outputs, final-LN tokens, pooled), named like big_vision's
             intermediates.
+        training: bool or None. Unless True (or an input requires a gradient), a torch call
+            records no autograd graph, so `np.asarray(output)` works as on JAX and TF.
 
     Example:
     >>> tower = SigLIPVisionEncoder((32, 24), 4, width=48, depth=2,
@@ -112,24 +115,30 @@ class SigLIPVisionEncoder(Tower):
         self.head.build(token_shape)
         self.built = True
 
-    def validate(self, images):
-        """Raise a ValueError naming the problem unless `images` fit this tower."""
-        validation.check_images(self, images)
+    def validate(self, images, values=True):
+        """Raise a ValueError naming the problem unless `images` fit this tower.
 
-    def call(self, images, return_tokens=False, return_intermediates=False):
-        stages = {}
-        x, grid = self.patch_embedding(images, return_grid=True)
-        stages["stem"] = grid
-        x = self.position_embedding(x)
-        stages["with_posemb"] = x
-        x = self._run_encoder(x, stages, return_intermediates=return_intermediates)
-        pooled = self.head(x)
-        stages["pooled"] = pooled
-        if return_intermediates:
-            return stages
-        if return_tokens:
-            return {"tokens": x, "pooled": pooled}
-        return pooled
+        Shape and dtype always; with `values` and host-resident pixels also their range (and,
+        on request, finiteness): see `Tower.set_input_checks`.
+        """
+        validation.check_images(self, images, values)
+
+    def call(self, images, return_tokens=False, return_intermediates=False, training=None):
+        # Outside training torch records no autograd graph (`backend.inference_context`).
+        with backend.inference_context(safety.records_gradients(self, training), images):
+            stages = {}
+            x, grid = self.patch_embedding(images, return_grid=True)
+            stages["stem"] = grid
+            x = self.position_embedding(x)
+            stages["with_posemb"] = x
+            x = self._run_encoder(x, stages, return_intermediates=return_intermediates)
+            pooled = self.head(x)
+            stages["pooled"] = pooled
+            if return_intermediates:
+                return stages
+            if return_tokens:
+                return {"tokens": x, "pooled": pooled}
+            return pooled
 
     def with_image_size(self, image_size, posemb_resize="big_vision"):
         """A copy of this tower for another input size, its position table resized.

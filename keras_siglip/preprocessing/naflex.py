@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from keras_siglip.arguments import check_int
+from keras_siglip.arguments import check_float, check_int
 from keras_siglip.preprocessing import pixels
 from keras_siglip.preprocessing import resize as resize_lib
 
@@ -34,12 +34,12 @@ def _check_positive_int(name, value):
 
 
 def _check_budget(max_num_patches):
-    check_int("max_num_patches", max_num_patches, minimum=-(2**63))
+    max_num_patches = check_int("max_num_patches", max_num_patches, minimum=None)
     if max_num_patches < 1:
         raise ValueError(
             f"max_num_patches={max_num_patches} cannot hold a single patch; it must be >= 1."
         )
-    return int(max_num_patches)
+    return max_num_patches
 
 
 def naflex_size(height, width, patch_size, max_num_patches, eps=1e-5):
@@ -70,6 +70,7 @@ def naflex_size(height, width, patch_size, max_num_patches, eps=1e-5):
     width = _check_positive_int("width", width)
     p = _check_positive_int("patch_size", patch_size)
     max_num_patches = _check_budget(max_num_patches)
+    eps = check_float("eps", eps, positive=True)
 
     def size(side, scale):
         return max(p, p * math.ceil(side * scale / p))

@@ -38,14 +38,14 @@ def check_input_range(input_range):
 
 def _check_values(i, im, input_range):
     """Checks image ``i``'s values against ``input_range``; returns it in the 0-255 scale."""
+    top = 1.0 if input_range == (0, 1) else 255.0
     if not np.all(np.isfinite(im)):
         count = int(np.sum(~np.isfinite(im)))
         raise ValueError(
-            f"Image {i} holds {count} NaN or inf value(s); pixels must be finite (fix or drop "
-            "the image)."
+            f"Image {i} holds {count} NaN or inf value(s); pixels must be finite values in "
+            f"[0, {top:g}] (fix or drop the image)."
         )
     low, high = float(im.min()), float(im.max())
-    top = 1.0 if input_range == (0, 1) else 255.0
     if low < 0 or high > top:
         hint = (
             " It looks already preprocessed to [-1, 1]: pass the raw pixels (uint8 0-255)."
@@ -57,7 +57,8 @@ def _check_values(i, im, input_range):
         )
     if input_range == (0, 1):
         return im.astype(np.float64) * 255.0
-    if input_range is None and np.issubdtype(im.dtype, np.floating) and high <= 1.0:
+    # All zeros is black either way; any value in (0, 1] is where the two readings differ.
+    if input_range is None and np.issubdtype(im.dtype, np.floating) and 0 < high <= 1.0:
         raise ValueError(
             f"Image {i} is {im.dtype} with all values in [{low:g}, {high:g}], inside [0, 1]: "
             "float pixels are read as 8-bit values in [0, 255], so it would come out nearly "

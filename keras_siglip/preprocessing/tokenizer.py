@@ -32,6 +32,8 @@ import string
 
 import numpy as np
 
+from keras_siglip.arguments import check_choice, check_int
+
 FLAVORS = ("siglip", "siglip2")
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -59,16 +61,40 @@ def _load_sentencepiece(proto):
         ) from e
     processor = sentencepiece.SentencePieceProcessor()
     if isinstance(proto, (bytes, bytearray)):
-        processor.LoadFromSerializedProto(bytes(proto))
+        load, what = (lambda: processor.LoadFromSerializedProto(bytes(proto))), "The bytes given"
     elif isinstance(proto, (str, os.PathLike)):
         if not os.path.isfile(proto):
             raise FileNotFoundError(f"SentencePiece model file not found: {proto!r}.")
-        processor.Load(os.fspath(proto))
+        load, what = (lambda: processor.Load(os.fspath(proto))), os.fspath(proto)
     else:
         raise TypeError(
             f"proto must be a path to a SentencePiece .model file or its bytes, got {type(proto)}."
         )
+    try:
+        load()
+    except (RuntimeError, OSError) as error:  # SentencePiece's "INTERNAL: could not parse ..."
+        raise ValueError(
+            f"{what} is not a readable SentencePiece model ({str(error).strip()}): truncated, "
+            "corrupt, or another kind of file (a tokenizer.json is not one). Pass the "
+            "checkpoint's spiece.model / tokenizer.model."
+        ) from error
     return processor
+
+
+def _check_text(i, text):
+    """A str SentencePiece can take: valid Unicode (no lone surrogates)."""
+    if not isinstance(text, str):
+        raise TypeError(f"Text {i} is a {type(text).__name__}, not a str.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"Text {i} is not valid Unicode: it holds the lone surrogate "
+            f"U+{ord(text[error.start]):04X} at position {error.start} (often text decoded with "
+            "errors='surrogateescape', or half of a UTF-16 pair). Clean it first, e.g. "
+            "text.encode('utf-8', 'replace').decode('utf-8')."
+        ) from None
+    return text
 
 
 class Tokenizer:
@@ -92,16 +118,8 @@ class Tokenizer:
     """
 
     def __init__(self, proto, flavor="siglip", sequence_length=64):
-        if flavor not in FLAVORS:
-            raise ValueError(f"Unknown flavor {flavor!r}; expected one of {FLAVORS}.")
-        if (
-            isinstance(sequence_length, bool)
-            or not isinstance(sequence_length, (int, np.integer))
-            or sequence_length < 1
-        ):
-            raise ValueError(f"sequence_length must be a positive int, got {sequence_length!r}.")
-        self.flavor = flavor
-        self.sequence_length = int(sequence_length)
+        self.flavor = check_choice("flavor", flavor, FLAVORS)
+        self.sequence_length = check_int("sequence_length", sequence_length)
         self._sp = _load_sentencepiece(proto)
         self.eos_id = self._sp.eos_id()
         if self.eos_id < 0:
@@ -130,7 +148,7 @@ class Tokenizer:
 
     def tokenize(self, text):
         """Token ids of one string, with EOS and sticky truncation, unpadded."""
-        ids = self._sp.encode(self.normalize(text)) + [self.eos_id]
+        ids = self._sp.encode(self.normalize(_check_text(0, text))) + [self.eos_id]
         if len(ids) >= self.sequence_length:
             # Sticky EOS: keep the EOS when cutting, so the last position is
             # always EOS for long texts.
@@ -141,10 +159,13 @@ class Tokenizer:
         """Tokenises ``texts`` (a str or a list of str) to int32 ``(B, L)``."""
         if isinstance(texts, str):
             texts = [texts]
+        if not isinstance(texts, (list, tuple, np.ndarray)):
+            raise TypeError(
+                f"texts must be a str or a list of str; received {type(texts).__name__}."
+            )
+        texts = [_check_text(i, text) for i, text in enumerate(texts)]
         out = np.full((len(texts), self.sequence_length), self.pad_id, np.int32)
         for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"Text {i} is a {type(text).__name__}, not a str.")
             ids = self.tokenize(text)
             out[i, : len(ids)] = ids
         return out
