@@ -203,3 +203,20 @@ def test_bfloat16_outputs_stay_close_to_the_float32_oracle(tiny_models, policy):
         cosine = (got * want).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(want, axis=-1)
         assert cosine.min() >= BF16_MIN_COSINE, (name, cosine)
         assert error > 0  # really computed in bfloat16, not silently in float32
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's XLA-or-graph choice")
+@pytest.mark.parametrize("choice", tf_ops.TF_CPU_COMPILERS)
+def test_tensorflow_predict_compiles_as_the_timed_choice_says(monkeypatch, choice):
+    # `predict` (and predict_on_batch) takes the choice `encode_*` takes: XLA in float32 where
+    # it times faster, the graph executor where that does (bfloat16 on AMX hosts). Forced here
+    # through the environment; both give the oracle's numbers.
+    monkeypatch.setenv(tf_ops.COMPILER_ENV, choice)
+    model = build_tiny("odd_nonsquare", seed=6)
+    rng = np.random.default_rng(6)
+    images = rng.uniform(-1, 1, (2, *model.vision_encoder.image_size, 3)).astype(np.float32)
+    ids = rng.integers(0, 99, (2, 9)).astype(np.int32)
+    out = model.predict_on_batch({"images": images, "token_ids": ids})
+    assert model.jit_compile is (choice == "xla")
+    oracle = reference.two_tower(random_tree(model, seed=6), images, ids)
+    np.testing.assert_allclose(to_numpy(out["logits"]), oracle["logits"], atol=TOL)

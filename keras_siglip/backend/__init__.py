@@ -11,6 +11,7 @@ for speed.
 
 from keras_siglip.backend.compiled import (
     auto_jit_compile,
+    predict_jit_compile,
     compiled_call,
     inference_context,
     is_concrete,
@@ -36,6 +37,7 @@ __all__ = [
     "TORCH_CPU_GEMMS",
     "affine",
     "auto_jit_compile",
+    "predict_jit_compile",
     "available_torch_cpu_gemms",
     "compiled_call",
     "dot_product_attention",

@@ -54,6 +54,18 @@ def auto_jit_compile():
     return True
 
 
+def predict_jit_compile(model):
+    """`jit_compile` for `model.predict` on TensorFlow's CPU: XLA or the graph executor, as the
+    timing of `tf_ops.tf_cpu_compiler` decides for the model's typical GEMM in its compute dtype
+    (XLA wins in float32 here, the graph executor's oneDNN GEMMs in bfloat16), the same choice
+    `compiled_call` makes for `encode_*`. None elsewhere, or where `auto_jit_compile` leaves
+    the choice to Keras."""
+    if keras.backend.backend() != "tensorflow" or auto_jit_compile() is None:
+        return None
+    _, k, n, dtype = typical_gemm(model, [])
+    return tf_ops.tf_cpu_compiler(2048, k, n, dtype) == "xla"  # rows of a batch of 8
+
+
 def no_grad():
     """A context without autograd recording (torch records graphs for eager calls)."""
     if keras.backend.backend() == "torch":

@@ -108,6 +108,7 @@ class SigLIP(safety.KerasLoops, keras.Model):
         auto = backend.auto_jit_compile()
         if auto is not None:
             self.jit_compile = auto
+            self._keras_siglip_auto_jit = True
 
     @property
     def embed_dim(self):
@@ -254,6 +255,14 @@ class SigLIP(safety.KerasLoops, keras.Model):
         safety.check_text_rows(self.text_encoder, outputs)
         return outputs
 
+    def make_predict_function(self, force=False):
+        # jit_compile left to "auto": predict compiles as encode_* does (timed on TensorFlow).
+        if getattr(self, "_keras_siglip_auto_jit", False) and self.predict_function is None:
+            jit = backend.predict_jit_compile(self)
+            if jit is not None:
+                self.jit_compile = jit
+        return super().make_predict_function(force)
+
     def predict_step(self, *args):
         with safety.step(self):
             if not backend.predicts_through_graphs(self):
@@ -337,6 +346,9 @@ class SigLIP(safety.KerasLoops, keras.Model):
             auto = backend.auto_jit_compile()
             if auto is not None:
                 kwargs["jit_compile"] = auto
+            self._keras_siglip_auto_jit = auto is not None
+        else:
+            self._keras_siglip_auto_jit = False
         self._sigmoid_loss = loss if isinstance(loss, SigmoidLoss) else None
         self._ring = ring
         super().compile(
