@@ -57,12 +57,17 @@ def test_paired_ratio_pairs_rounds():
     assert speed._paired_ratio(numerators, denominators) == 2.0
 
 
-RECORDED_SPEED_RUNS = sorted(p.name for p in BENCHMARKS.glob("speed*.json"))
+HISTORY = BENCHMARKS / "history"  # the runs behind "How we got here"
+# Current runs beside the scripts, earlier ones in history/: paths relative to benchmarks/.
+RECORDED_SPEED_RUNS = sorted(
+    p.relative_to(BENCHMARKS).as_posix()
+    for p in [*BENCHMARKS.glob("speed*.json"), *HISTORY.glob("speed*.json")]
+)
 
 
 def test_every_recorded_speed_run_is_checked():
-    assert {"speed_goals.json", "speed_avx512_goals.json",
-            "speed_avx512_torch.json"} <= set(RECORDED_SPEED_RUNS)
+    assert {"speed_spr.json", "history/speed_goals.json", "history/speed_avx512_goals.json",
+            "history/speed_avx512_torch.json"} <= set(RECORDED_SPEED_RUNS)
 
 
 @pytest.mark.parametrize("name", RECORDED_SPEED_RUNS)
@@ -125,10 +130,10 @@ def test_pool_runs_keeps_runs_apart_and_pools_rounds():
 
 def test_several_recorded_runs_print_each_then_across_runs(capsys):
     names = ["speed_avx512_jax_b8_a.json", "speed_avx512_jax_b8_b.json"]
-    speed.main(["--from-json", *[str(BENCHMARKS / n) for n in names]])
+    speed.main(["--from-json", *[str(HISTORY / n) for n in names]])
     out = capsys.readouterr().out
     for name in names:
-        assert f"== {BENCHMARKS / name}" in out
+        assert f"== {HISTORY / name}" in out
     assert out.count("Speed goals") == 2
     assert "Across 2 runs (speed_avx512_jax_b8_a.json, speed_avx512_jax_b8_b.json):" in out
     assert "| vision_b8 | keras-jax | 1.15x | 1.30x / 1.14x | 1 of 2 |" in out
@@ -224,13 +229,13 @@ def test_goals_cover_both_dtypes_at_batch_1_and_8():
 
 
 def test_runs_of_different_hosts_are_not_pooled(capsys):
-    runs = [json.loads((BENCHMARKS / name).read_text())
+    runs = [json.loads((HISTORY / name).read_text())
             for name in ("speed_goals.json", "speed_avx512_goals.json")]
     assert gemm.describe_machine(runs[0].get("machine")) != gemm.describe_machine(
         runs[1].get("machine"))
     with pytest.raises(ValueError, match="different hosts"):
         speed.print_pooled(runs, ["a", "b"])
-    code = speed.main(["--from-json", str(BENCHMARKS / "speed_goals.json"),
-                       str(BENCHMARKS / "speed_avx512_goals.json")])
+    code = speed.main(["--from-json", str(HISTORY / "speed_goals.json"),
+                       str(HISTORY / "speed_avx512_goals.json")])
     assert code == 2
     assert "different hosts" in capsys.readouterr().err

@@ -204,3 +204,17 @@ def test_keras_equivalent_eps_gives_keras_adamw_update():
         np.testing.assert_allclose(got - start, move, rtol=1e-5, atol=1e-9)
     plain = torch_steps(False)[0] - start
     assert np.max(np.abs(plain - moves[0])) > 0.1 * hp["learning_rate"]
+
+
+RECORDED_TRAINING_RUNS = sorted(BENCHMARKS.glob("train_step*.json"))
+
+
+@pytest.mark.parametrize("path", RECORDED_TRAINING_RUNS, ids=lambda p: p.name)
+def test_recorded_training_runs_load_and_print(path):
+    result = json.loads(path.read_text())
+    assert result["machine"]["cpu"] and result["date"] and result["command"]
+    rc = subprocess.run([sys.executable, str(BENCHMARKS / "train_step.py"), "--from-json",
+                         str(path)], capture_output=True, text=True, timeout=120)
+    assert rc.returncode == 0, rc.stderr
+    for row in result["rows"]:
+        assert f"| {row['impl']} | {row['median_s']:.3f} " in rc.stdout
