@@ -55,7 +55,10 @@ def train_sentencepiece(path, gemma):
     return path
 
 
-def _randomise(model, seed):
+def randomise(model, seed, *, std=0.3, logit_bias=-1.0):
+    """Every parameter of a transformers SigLIP model re-drawn (docs/checkpoints.md, "Testing a
+    port against transformers"): LayerNorm scales 1 +- 0.1, biases N(0, 0.1), everything else
+    N(0, std) (0.3 here: large enough that images and texts score apart); `logit_scale` log 10."""
     import torch
 
     torch.manual_seed(seed)
@@ -66,9 +69,10 @@ def _randomise(model, seed):
             elif name.endswith("bias") and "logit" not in name:
                 param.normal_(0.0, 0.1)
             else:
-                param.normal_(0.0, 0.3)  # large enough that images and texts score apart
-        model.logit_scale.fill_(math.log(10.0))
-        model.logit_bias.fill_(-1.0)
+                param.normal_(0.0, std)
+        if hasattr(model, "logit_scale"):
+            model.logit_scale.fill_(math.log(10.0))
+            model.logit_bias.fill_(logit_bias)
     return model.eval()
 
 
@@ -84,7 +88,7 @@ def save_siglip(folder, work):
     config = transformers.SiglipConfig(
         text_config=dict(TEXT, vocab_size=tokenizer.vocab_size, pad_token_id=1, eos_token_id=1),
         vision_config=dict(VISION, image_size=FIXED_SIZE, patch_size=FIXED_PATCH))
-    model = _randomise(transformers.SiglipModel(config), seed=1)
+    model = randomise(transformers.SiglipModel(config), seed=1)
     model.save_pretrained(folder)
     transformers.SiglipProcessor(image_processor, tokenizer).save_pretrained(folder)
     return folder
@@ -109,7 +113,7 @@ def save_siglip2(folder, work):
     config = transformers.Siglip2Config(
         text_config=dict(TEXT, vocab_size=len(tokenizer), pad_token_id=0, eos_token_id=1),
         vision_config=dict(VISION, patch_size=NAFLEX_PATCH, num_patches=16))
-    model = _randomise(transformers.Siglip2Model(config), seed=2)
+    model = randomise(transformers.Siglip2Model(config), seed=2)
     model.save_pretrained(folder)
     transformers.Siglip2Processor(image_processor, tokenizer).save_pretrained(folder)
     shutil.copy(proto, folder / "tokenizer.model")

@@ -8,7 +8,6 @@ between Keras, transformers and big_vision are bit-exact.
 """
 
 import json
-import math
 import shutil
 
 import numpy as np
@@ -26,6 +25,7 @@ from keras_siglip.convert import (
 )
 from keras_siglip.convert.big_vision import assign_tree
 from keras_siglip.testing import random_naflex_inputs, random_tree
+from tests._hf_checkpoints import randomise
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -81,23 +81,8 @@ def _report():
 
 
 def _randomise(model, seed):
-    """Every parameter re-drawn (docs/checkpoints.md, "Testing a port against transformers").
-
-    LayerNorm scales 1 ± 0.1, biases N(0, 0.1), everything else N(0, 0.02).
-    """
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                param.copy_(1.0 + 0.1 * torch.randn_like(param))
-            elif name.endswith("bias") and "logit" not in name:
-                param.normal_(0.0, 0.1)
-            else:
-                param.normal_(0.0, 0.02)
-        if hasattr(model, "logit_scale"):
-            model.logit_scale.fill_(math.log(10.0))
-            model.logit_bias.fill_(-2.0)
-    return model
+    """Every parameter re-drawn: LayerNorm scales 1 +- 0.1, biases N(0, 0.1), the rest N(0, 0.02)."""
+    return randomise(model, seed, std=0.02, logit_bias=-2.0)
 
 
 def _eager(model):
