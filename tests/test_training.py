@@ -130,12 +130,14 @@ def _apply_steps(optimizer, initial, steps, stateless=False):
         for grads in steps:
             optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads], variables)
         return [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
+    import jax
+
     optimizer.build(variables)
     trainable = [v.value for v in variables]
     state = [v.value for v in optimizer.variables]
+    apply = jax.jit(optimizer.stateless_apply)  # compiled, as in the train step
     for grads in steps:
-        trainable, state = optimizer.stateless_apply(
-            state, [keras.ops.convert_to_tensor(g) for g in grads], trainable)
+        trainable, state = apply(state, [keras.ops.convert_to_tensor(g) for g in grads], trainable)
     return [np.asarray(keras.ops.convert_to_numpy(v)) for v in trainable]
 
 

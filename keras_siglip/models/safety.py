@@ -201,8 +201,8 @@ class NonFiniteStepGuard(keras.optimizers.LossScaleOptimizer):
     sum of `g * 0` per gradient (0 where every entry is finite, NaN where one is NaN or inf; it
     cannot overflow); the scale of 1 never multiplies the loss nor divides the gradients and is
     never halved by a skipped step (so the steps after one are the bare optimizer's too). On
-    JAX the update is computed unconditionally and kept with a select per variable, which XLA fuses
-    into the update, instead of a conditional that copies the whole optimizer state. On
+    JAX the update runs inside a conditional (on a B/16 two-tower step of 11.3 s a select per
+    variable instead cost 1.05 s, the conditional 0.3 s). On
     TensorFlow, sparse gradients (`tf.IndexedSlices`, the token embedding's) are made dense first:
     Keras' Adam and AdamW update the moments of a repeated index once per occurrence, which sums
     squared pieces instead of squaring their sum (and decays the moments once per occurrence), so
@@ -233,14 +233,18 @@ class NonFiniteStepGuard(keras.optimizers.LossScaleOptimizer):
         finite = self.check_finite(grads)
         own = list(optimizer_variables[: self._own_count()])
         inner = list(optimizer_variables[self._own_count():])
-        new_trainable, new_inner = self.inner_optimizer.stateless_apply(
-            inner, grads, trainable_variables
-        )
 
-        def keep(new, old):
-            return [keras.ops.where(finite, n, o) for n, o in zip(new, old)]
+        def step():
+            new_trainable, new_inner = self.inner_optimizer.stateless_apply(
+                inner, grads, trainable_variables
+            )
+            return list(new_trainable), list(new_inner)
 
-        return keep(new_trainable, trainable_variables), own + keep(new_inner, inner)
+        def skip():
+            return list(trainable_variables), inner
+
+        new_trainable, new_inner = keras.ops.cond(finite, step, skip)
+        return new_trainable, own + new_inner
 
     def scale_loss(self, loss):
         return loss  # the scale is always 1: no multiply, the loss bit for bit
