@@ -111,11 +111,11 @@ def test_destination_that_is_or_contains_the_source(tmp_path):
 
 
 @independent
-@pytest.mark.parametrize("name", ["model.npz", "model.keras"])
+@pytest.mark.parametrize("name", ["model.npz", "model.keras", "model.safetensors"])
 def test_file_of_another_kind_is_never_replaced(tmp_path, name):
     dst = tmp_path / name
     dst.write_text("my own text, not a checkpoint")
-    with pytest.raises(FileExistsError, match="not a zip archive.*never replaced"):
+    with pytest.raises(FileExistsError, match="not a (zip archive|safetensors file).*never replaced"):
         check_destination(dst, True, folder=False)
     folder = tmp_path / "f.keras"
     folder.mkdir()

@@ -43,6 +43,18 @@ STALE_AGE_S = 24 * 3600  # a temporary this old is stale even if its pid is aliv
 MARKER = "keras-siglip"  # in every temporary's name: `.{name}.keras-siglip-tmp-{pid}-{random}`
 
 
+def _is_safetensors(path):
+    """Whether `path` starts as a safetensors file does: an 8-byte header length, then JSON."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= os.path.getsize(path) - 8
+
+
 def _foreign_files(folder, owned):
     """Files under `folder` (relative, sorted) that match none of the `owned` patterns."""
     foreign = []
@@ -129,6 +141,11 @@ def check_destination(path, overwrite, *, folder=None, owned=TRANSFORMERS_FILES,
             f"{path} already exists and is not a {path.suffix} file this tool writes (not a zip "
             "archive); it is never replaced, with or without overwrite. Choose another "
             "destination."
+        )
+    if path.suffix.lower() == ".safetensors" and not _is_safetensors(path):
+        raise FileExistsError(
+            f"{path} already exists and is not a safetensors file (no safetensors header); it "
+            "is never replaced, with or without overwrite. Choose another destination."
         )
     if not overwrite:
         raise FileExistsError(

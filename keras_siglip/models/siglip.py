@@ -258,11 +258,9 @@ class SigLIP(safety.KerasLoops, keras.Model):
     def make_predict_function(self, force=False):
         # jit_compile left to "auto": predict compiles as encode_* does (timed on TensorFlow);
         # the setting is put back afterwards, so that fit and evaluate keep theirs.
-        if not getattr(self, "_keras_siglip_auto_jit", False) or (
-            self.predict_function is not None and not force
-        ):
-            return super().make_predict_function(force)
-        jit = backend.predict_jit_compile(self)
+        jit = None
+        if getattr(self, "_keras_siglip_auto_jit", False) and (force or not self.predict_function):
+            jit = backend.predict_jit_compile(self)
         if jit is None:
             return super().make_predict_function(force)
         kept, self.jit_compile = self.jit_compile, jit
