@@ -100,6 +100,27 @@ def describe_machine(machine):
             f"SIMD {' '.join(machine['simd']) or 'none listed'}")
 
 
+def worker_protocol(backend, threads):
+    """Set up a worker process of speed.py or train_step.py; return its `reply(**message)`.
+
+    The coordinator reads one JSON line per reply from the worker's stdout, so the real stdout
+    becomes the protocol and anything the libraries print goes to stderr (the worker's log).
+    Then the framework's threads are set and Keras is checked to run on `backend`.
+    """
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    set_threads(backend, threads)
+    import keras
+
+    assert keras.backend.backend() == backend
+
+    def reply(**message):
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    return reply
+
+
 def set_threads(backend, threads):
     """Intra-op threads of torch or TensorFlow (JAX and numpy use all cores); speed.py uses it too."""
     if backend == "torch":

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 # This folder is on sys.path when a script here runs.
-from gemm import make_kernel, set_threads
+from gemm import make_kernel, worker_protocol
 from speed_cases import (
     B16,
     CASES,
@@ -292,17 +292,9 @@ def accelerator(backend):
 
 def worker(backend, impls, cases, out_dir, threads):
     """Serve `{"op": ...}` requests from the coordinator, one JSON line per reply."""
-    protocol = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # anything the libraries print goes to the log, not into the protocol
     sys.path.insert(0, ROOT)
-    set_threads(backend, threads)
-    import keras
-
-    assert keras.backend.backend() == backend
-
-    def reply(**message):
-        protocol.write(json.dumps(message) + "\n")
-        protocol.flush()
+    reply = worker_protocol(backend, threads)
+    import keras  # imported (and checked) by worker_protocol
 
     built, runners = {}, {}
     dtypes = sorted({case_dtype(case) for case in cases})

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 # This folder is on sys.path when a script here runs.
-from gemm import set_threads
+from gemm import worker_protocol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -283,17 +283,8 @@ def _versions(backend, built):
 
 def worker(backend, impls, config, threads, keras_eps=False):
     """Serve `{"op": ...}` requests from the coordinator, one JSON line per reply."""
-    protocol = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # anything the libraries print goes to the log, not into the protocol
     sys.path.insert(0, ROOT)
-    set_threads(backend, threads)
-    import keras
-
-    assert keras.backend.backend() == backend
-
-    def reply(**message):
-        protocol.write(json.dumps(message) + "\n")
-        protocol.flush()
+    reply = worker_protocol(backend, threads)
 
     built = {}
     try:

@@ -10,7 +10,6 @@ from keras_siglip import registry
 from keras_siglip.convert.io import (
     path_format,
     show_progress,
-    unknown_format_message,
 )
 from keras_siglip.extras import MissingDependencyError, require
 from keras_siglip.models import SigLIP
