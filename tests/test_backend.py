@@ -183,8 +183,14 @@ BF16_NORM_RTOL = 0.025
 BF16_MIN_COSINE = 0.9995
 
 
+@pytest.mark.parametrize("choice", ["auto", *_choices()[1]])
 @pytest.mark.parametrize("policy", ["bfloat16", "mixed_bfloat16"])
-def test_bfloat16_outputs_stay_close_to_the_float32_oracle(tiny_models, policy):
+def test_bfloat16_outputs_stay_close_to_the_float32_oracle(
+    monkeypatch, tiny_models, policy, choice
+):
+    # Every kernel choice, in each reduced-precision policy (on TensorFlow XLA's dots with a
+    # float32 result and the graph executor's bfloat16 MatMuls are different code).
+    monkeypatch.setenv(_choices()[0], choice)
     _, _, images, ids, patches, fixed_oracle, naflex_oracle = tiny_models
     fixed = _bf16_copy(lambda seed: build_tiny("odd_nonsquare", seed=seed), 4, policy)
     naflex = _bf16_copy(build_tiny_naflex, 5, policy)
@@ -209,7 +215,7 @@ def test_bfloat16_outputs_stay_close_to_the_float32_oracle(tiny_models, policy):
 @pytest.mark.parametrize("choice", tf_ops.TF_CPU_COMPILERS)
 def test_tensorflow_predict_compiles_as_the_timed_choice_says(monkeypatch, choice):
     # `predict` (and predict_on_batch) takes the choice `encode_*` takes: XLA in float32 where
-    # it times faster, the graph executor where that does (bfloat16 on AMX hosts). Forced here
+    # it times faster, the graph executor where that does. Forced here
     # through the environment; both give the oracle's numbers.
     monkeypatch.setenv(tf_ops.COMPILER_ENV, choice)
     model = build_tiny("odd_nonsquare", seed=6)
@@ -229,3 +235,30 @@ def test_tensorflow_predict_compiles_as_the_timed_choice_says(monkeypatch, choic
     assert model.jit_compile is True  # put back: fit and evaluate keep XLA
     oracle = reference.two_tower(random_tree(model, seed=6), images, ids)
     np.testing.assert_allclose(to_numpy(out["logits"]), oracle["logits"], atol=TOL)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's XLA dots")
+def test_tensorflow_bfloat16_dots_under_xla_accumulate_in_float32():
+    """Traced for XLA, a bfloat16 affine is one dot with a float32 result (the dot XLA's CPU
+    compiler hands to its bfloat16 GEMM kernels), rounded once after the bias and GELU; the
+    graph executor, which has no such kernel, keeps bfloat16 MatMuls."""
+    import tensorflow as tf
+
+    from keras_siglip.backend import affine
+
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((37, 96), (96, 40), (40,)))
+    args = [tf.constant(t, tf.bfloat16) for t in (x, w, b)]
+    exact = np.asarray(args[0].numpy(), np.float64) @ np.asarray(args[1].numpy(), np.float64)
+    exact += np.asarray(args[2].numpy(), np.float64)
+    exact = 0.5 * exact * (1 + np.tanh(np.sqrt(2 / np.pi) * (exact + 0.044715 * exact**3)))
+    fn = tf.function(lambda x, w, b: affine(x, w, b, "gelu_tanh"), jit_compile=True)
+    hlo = fn.experimental_get_compiler_ir(*args)(stage="hlo")
+    assert "f32[37,40]{1,0} dot(bf16[37,96]" in hlo.replace("%", ""), hlo
+    got = fn(*args)
+    assert got.dtype == tf.bfloat16
+    # One rounding of the exact value: within bfloat16's unit roundoff (2^-8 relative: 8
+    # significant bits) plus the float32 sum's own error.
+    np.testing.assert_allclose(got.numpy().astype(np.float64), exact, rtol=2**-8, atol=1e-4)
+    graph = tf.function(lambda x, w, b: affine(x, w, b, "gelu_tanh"))
+    assert "BatchMatMulV3" not in str(graph.get_concrete_function(*args).graph.as_graph_def())

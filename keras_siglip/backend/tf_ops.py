@@ -3,9 +3,11 @@
 Imported on every backend; tensorflow itself is imported only when a function runs.
 
 In float32 XLA and TensorFlow's graph executor run GEMMs of about the same speed and XLA fuses
-the elementwise work between them; in bfloat16 XLA's CPU dots are several times slower than
-TensorFlow's oneDNN kernels, which reach the AMX units of CPUs that have them
-(benchmarks/README.md). Which one wins is decided by timing, not by the dtype or a CPU flag.
+the elementwise work between them. In bfloat16 XLA's CPU dots are fast only when asked for a
+float32 result (`tf_affine` does so when traced for XLA); the graph executor runs oneDNN's
+bfloat16 GEMMs, which reach the AMX units of CPUs that have them, but leaves the ops between
+them unfused (benchmarks/README.md). Which one wins is decided by timing, not by the dtype or
+a CPU flag.
 """
 
 from keras_siglip.backend import autotune
@@ -47,8 +49,7 @@ def _candidates(m, k, n, dtype):
             def block(x):
                 mean, variance = tf.nn.moments(tf.cast(x, "float32"), axes=[-1], keepdims=True)
                 h = tf.cast((tf.cast(x, "float32") - mean) * tf.math.rsqrt(variance + 1e-6), dtype)
-                h = tf.nn.gelu(tf.matmul(h, w1) + b1, approximate=True)
-                return x + tf.matmul(h, w2) + b2
+                return x + tf_affine(tf_affine(h, w1, b1, "gelu_tanh"), w2, b2)
 
             fn = tf.function(block, jit_compile=name == "xla")
             return lambda: fn(x).numpy()
@@ -59,9 +60,34 @@ def _candidates(m, k, n, dtype):
 
 
 def tf_affine(x, kernel, bias, activation=None):
-    """`activation(x @ kernel + bias)` as MatMul, BiasAdd and GELU: the pattern TensorFlow's graph
-    optimizer fuses into one oneDNN `_FusedMatMul` (XLA fuses it either way)."""
+    """`activation(x @ kernel + bias)` for 2-D `x` and `kernel`.
+
+    Traced for XLA (`jit_compile=True`) with bfloat16/float16 operands: one `BatchMatMulV3` with a
+    float32 result (XLA's dot with a float32 `preferred_element_type`, which its CPU compiler
+    hands to YNNPACK's AVX512-BF16/AMX kernels instead of a float32 dot between conversions:
+    3.5x on the MLP shape), the bias and the activation applied to the float32 sum, rounded once
+    to the input dtype, as `jax_ops.jax_affine` does. Otherwise MatMul, BiasAdd and GELU: the
+    pattern TensorFlow's graph optimizer fuses into one oneDNN `_FusedMatMul` (XLA fuses it
+    either way); the graph executor has no kernel for a float32 result of bfloat16 operands.
+    """
     import tensorflow as tf
 
+    if x.dtype in (tf.bfloat16, tf.float16) and in_xla_trace():
+        y = tf.raw_ops.BatchMatMulV3(x=x, y=tf.cast(kernel, x.dtype), Tout=tf.float32)
+        y = tf.nn.bias_add(y, tf.cast(bias, tf.float32))
+        if activation is not None:
+            y = tf.nn.gelu(y, approximate=True)
+        return tf.cast(y, x.dtype)
     y = tf.nn.bias_add(tf.matmul(x, kernel), tf.cast(bias, x.dtype))
     return y if activation is None else tf.nn.gelu(y, approximate=True)
+
+
+def in_xla_trace():
+    """True while a function compiled with XLA (`tf.function(jit_compile=True)`) is traced."""
+    import tensorflow as tf
+    # TensorFlow exports no public test for the XLA context a function is traced in; this is the
+    # one its own control-flow code uses.
+    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+
+    graph = tf.compat.v1.get_default_graph()
+    return not tf.executing_eagerly() and GraphOrParentsInXlaContext(graph)
