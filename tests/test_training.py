@@ -213,3 +213,55 @@ def test_step_guard_makes_sparse_gradients_dense_on_tensorflow():
     found = _apply_steps(NonFiniteStepGuard(keras.optimizers.Adam(1e-2)), [table],
                          [[sparse], [sparse]])
     np.testing.assert_allclose(found[0], expected[0], rtol=0, atol=1e-7)
+
+
+def _numpy_adam(initial, steps, lr, b1=0.9, b2=0.999, eps=1e-7, weight_decay=None):
+    """Keras' Adam/AdamW in float64 NumPy: decoupled decay w -= lr wd w before each update."""
+    weights = [w.astype(np.float64) for w in initial]
+    m = [np.zeros_like(w) for w in weights]
+    v = [np.zeros_like(w) for w in weights]
+    for t, grads in enumerate(steps, start=1):
+        alpha = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+        for i, g in enumerate(grads):
+            if weight_decay:
+                weights[i] -= lr * weight_decay * weights[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g.astype(np.float64) ** 2
+            weights[i] -= alpha * m[i] / (np.sqrt(v[i]) + eps)
+    return weights
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.05])
+def test_compiled_adam_steps_follow_the_adam_formula(weight_decay):
+    # What compile() makes of Adam/AdamW (on torch: torch's fused kernel, with Keras' epsilon
+    # placement carried over) against the formula in float64. Gradients of mixed scale, so
+    # that epsilon matters: |g| down to 1e-8 where sqrt(v) is comparable to eps.
+    from keras_siglip.backend.torch_optim import is_fused
+    from keras_siglip.models.safety import guarded_optimizer
+
+    rng = np.random.default_rng(3)
+    initial = [rng.normal(size=(7, 5)).astype("float32"), rng.normal(size=5).astype("float32")]
+    scales = [1.0, 1e-8, 1e-3, 10.0, 1e-7, 0.1]
+    steps = [[(s * rng.normal(size=w.shape)).astype("float32") for w in initial] for s in scales]
+    if weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate=1e-2, weight_decay=weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=1e-2)
+    guarded = guarded_optimizer(optimizer)
+    assert is_fused(guarded) == (keras.backend.backend() == "torch")
+    found = _apply_steps(guarded, initial, steps)
+    expected = _numpy_adam(initial, steps, 1e-2, weight_decay=weight_decay)
+    for f, e in zip(found, expected):
+        # float32 rounding of weights ~1 moved by ~6e-2 in six steps.
+        np.testing.assert_allclose(f, e, rtol=0, atol=2e-6)
+
+
+def test_adam_variants_the_fused_kernel_does_not_compute_keep_keras_update():
+    from keras_siglip.backend.torch_optim import fuse_adam, is_fused
+
+    class Custom(keras.optimizers.Adam):
+        def _parallel_update_step(self, grads, variables, learning_rate):
+            return super()._parallel_update_step(grads, variables, learning_rate)
+
+    for optimizer in (keras.optimizers.Adam(amsgrad=True), Custom(), keras.optimizers.SGD()):
+        assert not is_fused(fuse_adam(optimizer))

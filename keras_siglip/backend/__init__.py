@@ -5,7 +5,8 @@ The layers are written in `keras.ops`; where a backend has a faster kernel for t
 JAX, the patch convolution as a matmul), the layers ask `kernels` for it. The models run
 inference through `compiled` (JAX `jit`, TensorFlow XLA or graph, a recorded torch graph). Where
 two kernels compete, `autotune` times them on this machine once per shape and keeps the faster
-(`kernel_choices()` lists the decisions). No other module branches on `keras.backend.backend()`
+(`kernel_choices()` lists the decisions). On torch, Keras' Adam and AdamW update through
+torch's fused kernel (`fuse_adam`). No other module branches on `keras.backend.backend()`
 for speed.
 """
 
@@ -26,6 +27,7 @@ from keras_siglip.backend.kernels import (
     heads_major_attention,
     patches_as_matmul,
 )
+from keras_siglip.backend.torch_optim import fuse_adam
 from keras_siglip.backend.torch_ops import (
     TORCH_CPU_GEMMS,
     available_torch_cpu_gemms,
@@ -41,6 +43,7 @@ __all__ = [
     "available_torch_cpu_gemms",
     "compiled_call",
     "dot_product_attention",
+    "fuse_adam",
     "heads_major_attention",
     "inference_context",
     "is_concrete",

@@ -22,6 +22,7 @@ import contextlib
 import keras
 import numpy as np
 
+from keras_siglip.backend.torch_optim import fuse_adam
 from keras_siglip.models.validation import static_shape, token_id_error
 
 INPUT_KEYS = ("images", "token_ids")
@@ -185,11 +186,16 @@ class KerasLoops:
 
 
 def guarded_optimizer(optimizer):
-    """`optimizer` wrapped so that a step with non-finite gradients changes no weight."""
+    """`optimizer` wrapped so that a step with non-finite gradients changes no weight.
+
+    On torch a Keras Adam or AdamW (the wrapped one too) updates through torch's fused kernel
+    (`backend.torch_optim.fuse_adam`: the same step, one pass over the weights instead of ten).
+    """
     optimizer = keras.optimizers.get(optimizer)
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        fuse_adam(optimizer.inner_optimizer)
         return optimizer  # skips non-finite steps already
-    return NonFiniteStepGuard(optimizer)
+    return NonFiniteStepGuard(fuse_adam(optimizer))
 
 
 @keras.saving.register_keras_serializable(package="keras_siglip")
