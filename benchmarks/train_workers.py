@@ -159,7 +159,11 @@ class KerasTrainer:
         if self.eager:
             model.compute_loss = _timed(model.compute_loss, self.marks, "loss")
             model.optimizer.apply = _timed(model.optimizer.apply, self.marks, "optimizer")
+        from keras_siglip.backend.torch_optim import is_fused
+
         self.optimizer_class = type(model.optimizer).__name__
+        if is_fused(model.optimizer):
+            self.optimizer_class += " (update through torch._fused_adam_)"
 
     def step(self):
         batch = step_batch(self.config, self.step_index)
