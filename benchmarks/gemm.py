@@ -18,9 +18,10 @@ the same machine state:
 
 With `--dtype bfloat16` the operands are bfloat16 and each kernel is the one a bfloat16 model
 would run: torch's `addmm` and oneDNN linear (AMX where the CPU has it), TensorFlow's graph-mode
-matmul (oneDNN) and its XLA matmul, and on JAX the dot keras-siglip runs (`jax` and `jax-eigen`:
-bfloat16 operands multiplied into a float32 result, `preferred_element_type`, then rounded) and
-`jax-plain`, the bfloat16-result dot that `jnp.matmul` gives. These are the ceilings of each
+matmul (oneDNN), and under XLA the dot keras-siglip runs (`tensorflow-xla`, `jax` and
+`jax-eigen`: bfloat16 operands multiplied into a float32 result, `BatchMatMulV3` with a float32
+`Tout` on TensorFlow, `preferred_element_type` on JAX, then rounded) and `jax-plain`, the
+bfloat16-result dot that `jnp.matmul` gives (3x-4x slower on XLA's CPU). These are the ceilings of each
 backend's bfloat16 inference.
 
 It answers "how fast can each framework's GEMM go here", which bounds what a model built on it can
@@ -169,7 +170,14 @@ def make_kernel(name, a, b, dtype="float32"):
         ta, tb = (tf.cast(tf.constant(x), dtype) for x in (a, b))
         if name == "tensorflow":
             return lambda: tf.linalg.matmul(ta, tb).numpy()
-        fn = tf.function(tf.linalg.matmul, jit_compile=True)
+        if dtype == "float32":
+            fn = tf.function(tf.linalg.matmul, jit_compile=True)
+        else:  # what keras-siglip's bfloat16 affine runs under XLA (keras_siglip.backend.tf_ops)
+
+            @tf.function(jit_compile=True)
+            def fn(x, y):
+                return tf.cast(tf.raw_ops.BatchMatMulV3(x=x, y=y, Tout=tf.float32), x.dtype)
+
         return lambda: fn(ta, tb).numpy()
     import jax
     import jax.numpy as jnp

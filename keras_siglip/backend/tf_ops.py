@@ -19,9 +19,9 @@ COMPILER_ENV = "KERAS_SIGLIP_TF_CPU_COMPILER"
 def tf_cpu_compiler(m, k, n, dtype):
     """"xla" or "graph" for a model whose typical MLP is `(m, k) -> (m, n) -> (m, k)` in `dtype`.
 
-    `$KERAS_SIGLIP_TF_CPU_COMPILER` forces one; otherwise one transformer block of the library
-    (`layers.EncoderBlock`: LayerNorms, attention, the MLP; the fused work XLA gains on and the
-    GEMMs oneDNN gains on) of that width, on `m` tokens, is compiled both ways and timed once
+    `$KERAS_SIGLIP_TF_CPU_COMPILER` forces one; otherwise one transformer block (`_timing_block`:
+    LayerNorms, attention, the MLP; the fused work XLA gains on and the GEMMs oneDNN gains
+    on) of that width, on `m` tokens, is compiled both ways and timed once
     on this shape (`autotune.choose`), and the faster is kept. Timing the MLP alone picked the
     graph executor in float32 on a host where the whole tower ran 10% slower with it at batch 1.
     Off the CPU always "xla".
@@ -38,36 +38,62 @@ def tf_cpu_compiler(m, k, n, dtype):
 
 
 def _candidates(m, k, n, dtype):
-    """`autotune.choose` candidates; the block is built only when a timing runs (the choice is
-    looked up on every call of a compiled model, and answered from the cache after the first)."""
-    built = {}
+    """`autotune.choose` candidates; the block's weights are made only when a timing runs (the
+    choice is looked up on every call of a compiled model, and answered from the cache after
+    the first)."""
+    made = {}
 
-    def block_and_inputs():
-        if not built:
+    def block_inputs():
+        if not made:
             import numpy as np
+            import tensorflow as tf
 
-            from keras_siglip.layers.encoder_block import EncoderBlock
-
+            rng = np.random.default_rng(0)
             tokens = min(m, 256)
-            heads = k // 64 if k >= 64 and k % 64 == 0 else 1
-            block = EncoderBlock(heads, n, dtype=dtype, name="timing_block")
-            x = np.random.default_rng(0).standard_normal((max(m // tokens, 1), tokens, k))
-            block.build(x.shape)
-            built["block"], built["x"] = block, x
-        return built["block"], built["x"]
+            shapes = {"x": (max(m // tokens, 1), tokens, k), "qkv": (k, 3 * k), "out": (k, k),
+                      "up": (k, n), "down": (n, k)}  # fmt: skip
+            for name, shape in shapes.items():
+                made[name] = tf.constant(rng.standard_normal(shape) / np.sqrt(shape[-2]), dtype)
+        return made
 
     def candidate(name):
         def make():
             import tensorflow as tf
 
-            block, x = block_and_inputs()
-            inputs = tf.constant(x, block.compute_dtype)
-            fn = tf.function(block.__call__, jit_compile=name == "xla")
-            return lambda: fn(inputs).numpy()
+            w = block_inputs()
+            fn = tf.function(lambda x: _timing_block(x, w), jit_compile=name == "xla")
+            return lambda: fn(w["x"]).numpy()
 
         return make
 
     return {name: candidate(name) for name in TF_CPU_COMPILERS}
+
+
+def _timing_block(x, w):
+    """A pre-LayerNorm transformer block as the towers compute it (float32 LayerNorms, attention
+    logits and softmax in float32, `tf_affine` GEMMs; heads of 64): what the compiler choice is
+    timed on. Written here rather than taken from `layers`, which build on this package."""
+    import tensorflow as tf
+
+    def norm(x):
+        x32 = tf.cast(x, "float32")
+        mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
+        return tf.cast((x32 - mean) * tf.math.rsqrt(variance + 1e-6), x.dtype)
+
+    def dense(x, kernel, activation=None):
+        flat = tf.reshape(x, (-1, x.shape[-1]))
+        y = tf_affine(flat, kernel, tf.zeros(kernel.shape[-1:], kernel.dtype), activation)
+        return tf.reshape(y, (*x.shape[:-1], kernel.shape[-1]))
+
+    batch, tokens, width = x.shape
+    heads = width // 64 if width >= 64 and width % 64 == 0 else 1
+    qkv = tf.cast(dense(norm(x), w["qkv"]), "float32")
+    qkv = tf.transpose(tf.reshape(qkv, (batch, tokens, 3, heads, width // heads)), (2, 0, 3, 1, 4))
+    logits = tf.matmul(qkv[0], qkv[1], transpose_b=True) / (width // heads) ** 0.5
+    attended = tf.matmul(tf.nn.softmax(logits), qkv[2])
+    attended = tf.reshape(tf.transpose(attended, (0, 2, 1, 3)), (batch, tokens, width))
+    x = x + dense(tf.cast(attended, x.dtype), w["out"])
+    return x + dense(dense(norm(x), w["up"], "gelu_tanh"), w["down"])
 
 
 def tf_affine(x, kernel, bias, activation=None):

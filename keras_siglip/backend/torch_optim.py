@@ -37,17 +37,22 @@ def fuse_adam(optimizer):
     """
     if keras.backend.backend() != "torch" or os.environ.get(FUSED_ENV, "1") == "0":
         return optimizer
-    from keras.src.backend.torch.optimizers import torch_adam
-
+    adam = _keras_torch_adam()
     if (
-        not isinstance(optimizer, torch_adam.Adam)
-        or type(optimizer)._parallel_update_step is not torch_adam.Adam._parallel_update_step
+        not isinstance(optimizer, adam)
+        or type(optimizer)._parallel_update_step is not adam._parallel_update_step
         or optimizer.amsgrad
         or "_parallel_update_step" in optimizer.__dict__
     ):
         return optimizer
     optimizer._parallel_update_step = types.MethodType(_fused_update_step, optimizer)
     return optimizer
+
+
+def _keras_torch_adam():
+    """The class `keras.optimizers.Adam()` makes on the torch backend (its `_foreach` update;
+    Keras' AdamW there subclasses it), found without importing Keras' internals."""
+    return type(keras.optimizers.Adam.__new__(keras.optimizers.Adam))
 
 
 def is_fused(optimizer):
@@ -69,9 +74,7 @@ def _fused_update_step(self, grads, variables, learning_rate):
         for g, w in zip(grads, values)
     ):
         # Keras' own update handles what the fused kernel does not take.
-        from keras.src.backend.torch.optimizers import torch_adam
-
-        return torch_adam.Adam._parallel_update_step(self, grads, variables, learning_rate)
+        return _keras_torch_adam()._parallel_update_step(self, grads, variables, learning_rate)
     index = self._get_variable_index
     momentums = [self._momentums[index(var)].value for var in variables]
     velocities = [self._velocities[index(var)].value for var in variables]
