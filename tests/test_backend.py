@@ -286,3 +286,35 @@ def test_tensorflow_compiler_choice_builds_its_timing_block_once(monkeypatch):
     assert traced == [(1, 64, 64)] * 2
     (decision,) = [d for d in autotune.kernel_choices() if d["kind"] == "tf_cpu_compiler"]
     assert set(decision["seconds"]) == set(tf_ops.TF_CPU_COMPILERS)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's XLA dots")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_tensorflow_reduced_precision_dots_under_xla_have_gradients(dtype):
+    """The float32-result dot's gradient under XLA: both products in the operands' dtype, within
+    that dtype's rounding of the float64 gradient (float16 failed to trace with TensorFlow's own
+    gradient of BatchMatMulV3)."""
+    import tensorflow as tf
+
+    from keras_siglip.backend import affine
+
+    rng = np.random.default_rng(1)
+    x, w, b, up = (rng.standard_normal(s).astype(np.float32) for s in ((9, 24), (24, 7), (7,), (9, 7)))
+    xs, ws, bs = (tf.constant(t, dtype) for t in (x, w, b))
+
+    @tf.function(jit_compile=True)
+    def grads(x, w, b):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w, b])
+            y = tf.cast(affine(x, w, b), "float32")
+            loss = tf.reduce_sum(y * up)
+        return tape.gradient(loss, [x, w, b])
+
+    gx, gw, gb = grads(xs, ws, bs)
+    assert gx.dtype == gw.dtype == tf.as_dtype(dtype)
+    x64, w64 = (np.asarray(tf.cast(t, "float32").numpy(), np.float64) for t in (xs, ws))
+    u64 = np.asarray(tf.cast(tf.cast(up, dtype), "float32").numpy(), np.float64)
+    unit = 2.0**-8 if dtype == "bfloat16" else 2.0**-11  # unit roundoff of the dtype
+    for got, want in ((gx, u64 @ w64.T), (gw, x64.T @ u64), (gb, u64.sum(0))):
+        got = np.asarray(tf.cast(got, "float32").numpy(), np.float64)
+        np.testing.assert_allclose(got, want, rtol=2 * unit, atol=2 * unit * np.abs(want).max())

@@ -58,7 +58,7 @@ def test_tiny_run_json_structure(tiny_run):
     assert result["adamw"] == dict(learning_rate=1e-4, weight_decay=1e-4, beta_1=0.9,
                                    beta_2=0.999, epsilon=1e-8)
     optimizers = result["versions"]["torch"]["optimizers"]
-    assert optimizers == {"keras-torch": "NonFiniteStepGuard",
+    assert optimizers == {"keras-torch": "NonFiniteStepGuard (update through torch._fused_adam_)",
                           "transformers": "torch.optim.AdamW"}
     for row in result["rows"]:
         assert len(row["times_s"]) == 2 and len(row["losses"]) == 3

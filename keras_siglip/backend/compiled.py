@@ -57,8 +57,9 @@ def auto_jit_compile():
 def predict_jit_compile(model):
     """`jit_compile` for `model.predict` on TensorFlow's CPU: XLA or the graph executor, as the
     timing of `tf_ops.tf_cpu_compiler` decides for the model's typical GEMM in its compute dtype
-    (XLA ahead in float32, the two close in bfloat16 on the hosts of benchmarks/README.md), the
-    same choice `compiled_call` makes for `encode_*`. None elsewhere, or where `auto_jit_compile` leaves
+    (on the host of benchmarks/README.md: XLA in bfloat16, 1.2x-1.6x faster there; in float32 a
+    near tie, decided by a few percent either way), the same choice `compiled_call` makes for
+    `encode_*`. None elsewhere, or where `auto_jit_compile` leaves
     the choice to Keras."""
     if keras.backend.backend() != "tensorflow" or auto_jit_compile() is None:
         return None

@@ -102,21 +102,50 @@ def tf_affine(x, kernel, bias, activation=None):
     Traced for XLA (`jit_compile=True`) with bfloat16/float16 operands: one `BatchMatMulV3` with a
     float32 result (XLA's dot with a float32 `preferred_element_type`, which its CPU compiler
     hands to YNNPACK's AVX512-BF16/AMX kernels instead of a float32 dot between conversions:
-    3.5x on the MLP shape), the bias and the activation applied to the float32 sum, rounded once
-    to the input dtype, as `jax_ops.jax_affine` does. Otherwise MatMul, BiasAdd and GELU: the
+    2x-3.5x on the B/16 shapes), the bias and the activation applied to the float32 sum, rounded
+    once to the input dtype, as `jax_ops.jax_affine` does; its gradient is two such dots
+    (`_reduced_dot`). Otherwise MatMul, BiasAdd and GELU: the
     pattern TensorFlow's graph optimizer fuses into one oneDNN `_FusedMatMul` (XLA fuses it
     either way); the graph executor has no kernel for a float32 result of bfloat16 operands.
     """
     import tensorflow as tf
 
     if x.dtype in (tf.bfloat16, tf.float16) and in_xla_trace():
-        y = tf.raw_ops.BatchMatMulV3(x=x, y=tf.cast(kernel, x.dtype), Tout=tf.float32)
+        y = _reduced_dot(x, tf.cast(kernel, x.dtype))
         y = tf.nn.bias_add(y, tf.cast(bias, tf.float32))
         if activation is not None:
             y = tf.nn.gelu(y, approximate=True)
         return tf.cast(y, x.dtype)
     y = tf.nn.bias_add(tf.matmul(x, kernel), tf.cast(bias, x.dtype))
     return y if activation is None else tf.nn.gelu(y, approximate=True)
+
+
+def _reduced_dot(x, kernel):
+    """`x @ kernel` of bfloat16/float16 operands as a float32 result, with its own gradient.
+
+    TensorFlow's registered gradient of `BatchMatMulV3` multiplies the float32 output gradient
+    by the reduced-precision operands (a dtype error for float16, float32 dots for bfloat16);
+    here the output gradient is rounded to the operands' dtype and both products are again
+    reduced-precision dots with float32 results, rounded to the operands' dtype, as torch and
+    JAX compute the backward pass of a bfloat16 matmul.
+    """
+    import tensorflow as tf
+
+    def dot(a, b, adj_x=False, adj_y=False):
+        return tf.raw_ops.BatchMatMulV3(x=a, y=b, Tout=tf.float32, adj_x=adj_x, adj_y=adj_y)
+
+    @tf.custom_gradient
+    def forward(x, kernel):
+        def grad(dy):
+            dy = tf.cast(dy, x.dtype)
+            return (
+                tf.cast(dot(dy, kernel, adj_y=True), x.dtype),
+                tf.cast(dot(x, dy, adj_x=True), kernel.dtype),
+            )
+
+        return dot(x, kernel), grad
+
+    return forward(x, kernel)
 
 
 def in_xla_trace():

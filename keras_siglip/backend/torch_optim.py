@@ -3,8 +3,8 @@
 Imported on every backend; torch itself is imported only when a step runs.
 
 Keras' torch Adam makes about ten `torch._foreach_*` passes over every weight per step (the
-moments, their temporaries, the update), while `torch._fused_adam_` reads and writes each weight
-and its two moments once: on a B/16 two-tower (203M weights) Keras' step took 1.0 s of a 10 s
+moments, their temporaries, the update), while `torch._fused_adam_` does the whole Adam update
+in one pass over each weight and its two moments: on a B/16 two-tower (203M weights) Keras' step took 1.0 s of a 10 s
 training step on the CPU, against 0.54 s for `torch.optim.AdamW` (benchmarks/README.md).
 
 The fused kernel computes the same update in another form. Keras (t = step, 1-based):
@@ -13,9 +13,11 @@ The fused kernel computes the same update in another form. Keras (t = step, 1-ba
     w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 
 torch divides sqrt(v) by sqrt(1 - b2^t) and adds its eps after, so it gets Keras' update with
-eps / sqrt(1 - b2^t) in place of eps; the results differ by rounding only. AdamW's decoupled
-weight decay stays Keras' own pass (with its `exclude_from_weight_decay` rules), before the
-update, as Keras applies it.
+eps / sqrt(1 - b2^t) in place of eps; for float32 weights the results differ by rounding only
+(for float16/bfloat16 weights torch's kernel computes in float32, more precisely than Keras'
+update in the weights' dtype). AdamW's decoupled weight decay stays Keras' own pass (with its
+`exclude_from_weight_decay` rules), before the update, as Keras applies it. Only weights on
+the CPU take this path; on an accelerator Keras' own update runs.
 """
 
 import math
@@ -32,6 +34,8 @@ def fuse_adam(optimizer):
 
     Applies to a Keras `Adam` or `AdamW` on the torch backend whose update step is Keras' own
     (not overridden by a subclass) and without `amsgrad`; anything else is returned unchanged.
+    Each step takes the fused kernel for weights on the CPU with dense gradients of their dtype,
+    and Keras' own update otherwise.
     The instance is changed in place (its `_parallel_update_step`); nothing is saved with it.
     `$KERAS_SIGLIP_TORCH_FUSED_ADAM=0` turns it off.
     """
@@ -71,28 +75,33 @@ def _fused_update_step(self, grads, variables, learning_rate):
     grads = list(grads)
     if any(
         g is None or g.dtype != w.dtype or g.device != w.device or g.is_sparse
+        or w.device.type != "cpu"
         for g, w in zip(grads, values)
     ):
-        # Keras' own update handles what the fused kernel does not take.
+        # Keras' own update handles what this path does not take (accelerator tensors, whose
+        # fused kernels want their step counts on the device: Keras' `_foreach` update is the
+        # fast one there).
         return _keras_torch_adam()._parallel_update_step(self, grads, variables, learning_rate)
     index = self._get_variable_index
-    momentums = [self._momentums[index(var)].value for var in variables]
-    velocities = [self._velocities[index(var)].value for var in variables]
     t = float(keras.ops.convert_to_numpy(self.iterations)) + 1.0
-    eps = self.epsilon / math.sqrt(1.0 - self.beta_2**t)
+    settings = {
+        "lr": float(keras.ops.convert_to_numpy(learning_rate)),
+        "beta1": float(self.beta_1),
+        "beta2": float(self.beta_2),
+        "weight_decay": 0.0,
+        "eps": self.epsilon / math.sqrt(1.0 - self.beta_2**t),
+        "amsgrad": False,
+        "maximize": False,
+    }
     step = torch.tensor(t, dtype=torch.float32)
-    torch._fused_adam_(
-        values,
-        grads,
-        momentums,
-        velocities,
-        [],
-        [step] * len(values),
-        lr=float(keras.ops.convert_to_numpy(learning_rate)),
-        beta1=float(self.beta_1),
-        beta2=float(self.beta_2),
-        weight_decay=0.0,
-        eps=eps,
-        amsgrad=False,
-        maximize=False,
-    )
+    for dtype in sorted({w.dtype for w in values}, key=str):  # one call per dtype
+        group = [i for i, w in enumerate(values) if w.dtype == dtype]
+        torch._fused_adam_(
+            [values[i] for i in group],
+            [grads[i] for i in group],
+            [self._momentums[index(variables[i])].value for i in group],
+            [self._velocities[index(variables[i])].value for i in group],
+            [],
+            [step] * len(group),
+            **settings,
+        )

@@ -189,7 +189,8 @@ def guarded_optimizer(optimizer):
     """`optimizer` wrapped so that a step with non-finite gradients changes no weight.
 
     On torch a Keras Adam or AdamW (the wrapped one too) updates through torch's fused kernel
-    (`backend.torch_optim.fuse_adam`: the same step, one pass over the weights instead of ten).
+    (`backend.torch_optim.fuse_adam`, for weights on the CPU: the same step, its Adam update one
+    fused pass instead of ten `_foreach` passes).
     """
     optimizer = keras.optimizers.get(optimizer)
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
