@@ -299,7 +299,8 @@ def test_tensorflow_reduced_precision_dots_under_xla_have_gradients(dtype):
     from keras_siglip.backend import affine
 
     rng = np.random.default_rng(1)
-    x, w, b, up = (rng.standard_normal(s).astype(np.float32) for s in ((9, 24), (24, 7), (7,), (9, 7)))
+    shapes = ((9, 24), (24, 7), (7,), (9, 7))
+    x, w, b, up = (rng.standard_normal(s).astype(np.float32) for s in shapes)
     xs, ws, bs = (tf.constant(t, dtype) for t in (x, w, b))
 
     @tf.function(jit_compile=True)
