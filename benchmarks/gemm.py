@@ -21,8 +21,8 @@ would run: torch's `addmm` and oneDNN linear (AMX where the CPU has it), TensorF
 matmul (oneDNN), and under XLA the dot keras-siglip runs (`tensorflow-xla`, `jax` and
 `jax-eigen`: bfloat16 operands multiplied into a float32 result, `BatchMatMulV3` with a float32
 `Tout` on TensorFlow, `preferred_element_type` on JAX, then rounded) and `jax-plain`, the
-bfloat16-result dot that `jnp.matmul` gives (3x-4x slower on XLA's CPU). These are the ceilings of each
-backend's bfloat16 inference.
+bfloat16-result dot that `jnp.matmul` gives (2x-3.5x slower on XLA's CPU). These are the
+ceilings of each backend's bfloat16 inference.
 
 It answers "how fast can each framework's GEMM go here", which bounds what a model built on it can
 reach: keras-siglip on JAX can only beat transformers by as much as XLA's dots allow.

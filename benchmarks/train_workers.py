@@ -136,6 +136,7 @@ class KerasTrainer:
     def __init__(self, config, variant):
         import keras
 
+        from keras_siglip.backend.torch_optim import is_fused
         from keras_siglip.losses import SigmoidLoss
 
         self.config, self.step_index = config, 0
@@ -159,8 +160,6 @@ class KerasTrainer:
         if self.eager:
             model.compute_loss = _timed(model.compute_loss, self.marks, "loss")
             model.optimizer.apply = _timed(model.optimizer.apply, self.marks, "optimizer")
-        from keras_siglip.backend.torch_optim import is_fused
-
         self.optimizer_class = type(model.optimizer).__name__
         if is_fused(model.optimizer):
             self.optimizer_class += " (update through torch._fused_adam_)"

@@ -59,8 +59,7 @@ def predict_jit_compile(model):
     timing of `tf_ops.tf_cpu_compiler` decides for the model's typical GEMM in its compute dtype
     (on the host of benchmarks/README.md: XLA in bfloat16, 1.2x-1.6x faster there; in float32 a
     near tie, decided by a few percent either way), the same choice `compiled_call` makes for
-    `encode_*`. None elsewhere, or where `auto_jit_compile` leaves
-    the choice to Keras."""
+    `encode_*`. None elsewhere, or where `auto_jit_compile` leaves the choice to Keras."""
     if keras.backend.backend() != "tensorflow" or auto_jit_compile() is None:
         return None
     _, k, n, dtype = typical_gemm(model, [])

@@ -20,10 +20,10 @@ def tf_cpu_compiler(m, k, n, dtype):
     """"xla" or "graph" for a model whose typical MLP is `(m, k) -> (m, n) -> (m, k)` in `dtype`.
 
     `$KERAS_SIGLIP_TF_CPU_COMPILER` forces one; otherwise one transformer block (`_timing_block`:
-    LayerNorms, attention, the MLP; the fused work XLA gains on and the GEMMs oneDNN gains
-    on) of that width, on `m` tokens, is compiled both ways and timed once
-    on this shape (`autotune.choose`), and the faster is kept. Timing the MLP alone picked the
-    graph executor in float32 on a host where the whole tower ran 10% slower with it at batch 1.
+    LayerNorms, attention, the MLP; the fused work XLA gains on and the GEMMs oneDNN gains on)
+    of that width, on `m` tokens, is compiled both ways and timed once on this shape
+    (`autotune.choose`), and the faster is kept. Timing the MLP alone picked the graph executor
+    in float32 on a host where the whole tower ran 10% slower with it at batch 1.
     Off the CPU always "xla".
     """
     forced = autotune.override(COMPILER_ENV, TF_CPU_COMPILERS)
@@ -104,9 +104,9 @@ def tf_affine(x, kernel, bias, activation=None):
     hands to YNNPACK's AVX512-BF16/AMX kernels instead of a float32 dot between conversions:
     2x-3.5x on the B/16 shapes), the bias and the activation applied to the float32 sum, rounded
     once to the input dtype, as `jax_ops.jax_affine` does; its gradient is two such dots
-    (`_reduced_dot`). Otherwise MatMul, BiasAdd and GELU: the
-    pattern TensorFlow's graph optimizer fuses into one oneDNN `_FusedMatMul` (XLA fuses it
-    either way); the graph executor has no kernel for a float32 result of bfloat16 operands.
+    (`_reduced_dot`). Otherwise MatMul, BiasAdd and GELU: the pattern TensorFlow's graph
+    optimizer fuses into one oneDNN `_FusedMatMul` (XLA fuses it either way); the graph
+    executor has no kernel for a float32 result of bfloat16 operands.
     """
     import tensorflow as tf
 
